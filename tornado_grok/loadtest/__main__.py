@@ -1,0 +1,6 @@
+"""`python -m tornado_grok.loadtest ARGS...`"""
+import sys
+
+from .cli import main
+
+sys.exit(main(sys.argv[1:]))

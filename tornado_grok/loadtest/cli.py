@@ -1,0 +1,168 @@
+"""`python run.py loadtest ...`: drive an OpenAI-compatible chat endpoint and report what a
+streaming user feels. See USAGE.md."""
+import argparse
+import asyncio
+import ipaddress
+import json
+import random
+import signal
+import sys
+from urllib.parse import urlsplit
+
+from . import report
+from .client import Target
+from .selfcheck import raise_fd_limit
+from .shapes import Shape, run_load
+
+DEFAULT_URL = "http://127.0.0.1:8000/api/v1"
+DEFAULT_PROMPT = "chunks=20 delay=0 size=8"
+DEFAULT_DURATION = 10.0  # used when neither --requests nor --duration is given
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="loadtest", description="Load-test an OpenAI-compatible chat completions endpoint.")
+    p.add_argument("--url", default=DEFAULT_URL,
+                   help="base URL; requests go to {url}/chat/completions (default %(default)s)")
+    p.add_argument("--key", help="Bearer key sent as Authorization")
+    p.add_argument("--model", default="bench")
+    p.add_argument("--prompt", default=DEFAULT_PROMPT,
+                   help="last user message (the mock reads 'chunks=N delay=MS size=CHARS')")
+    p.add_argument("--no-stream", dest="stream", action="store_false",
+                   help="ask for one JSON answer instead of SSE")
+    g = p.add_argument_group("load shape (closed loop unless --rate)")
+    g.add_argument("-c", "--concurrency", type=int, default=10,
+                   help="closed loop: streams in flight (default %(default)s)")
+    g.add_argument("--rate", type=float, help="open loop: new requests per second, Poisson")
+    g.add_argument("--seed", type=int, help="open loop: arrival schedule seed (default: random, reported)")
+    g.add_argument("--max-inflight", type=int, default=10000,
+                   help="open loop: arrivals beyond this many open streams are dropped and counted")
+    g.add_argument("-n", "--requests", type=int, help="stop issuing after N requests")
+    g.add_argument("-d", "--duration", type=float,
+                   help=f"stop issuing after S seconds (default {DEFAULT_DURATION:g} when no cap is given)")
+    g.add_argument("--warmup", type=int, default=0, help="first run N unrecorded requests")
+    g.add_argument("--timeout", type=float, default=60.0, help="per-request limit, s (default %(default)s)")
+    g.add_argument("--connect-timeout", type=float, default=10.0)
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    o.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    o.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="live progress on stderr (default: only when stderr is a TTY)")
+    o.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--compare", metavar="URL",
+                   help="then run the same load against this second base URL and compare")
+    p.add_argument("--compare-key", help="Bearer key for --compare (default: --key)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow targets that are not loopback addresses")
+    return p
+
+
+def is_loopback(url):
+    """True for http(s) URLs on 127.0.0.0/8, ::1 or localhost. Nothing is resolved."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(args, parser):
+    if args.concurrency < 1:
+        parser.error("--concurrency must be >= 1")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be > 0")
+    if args.requests is not None and args.requests < 1:
+        parser.error("--requests must be >= 1")
+    if args.duration is not None and args.duration <= 0:
+        parser.error("--duration must be > 0")
+    if args.timeout <= 0 or args.connect_timeout <= 0:
+        parser.error("timeouts must be > 0")
+    if args.requests is None and args.duration is None:
+        args.duration = DEFAULT_DURATION
+    if args.rate is not None and args.seed is None:
+        args.seed = random.SystemRandom().randrange(2**31)
+
+
+def _config(args, shape):
+    return {
+        "url": args.url, "compare_url": args.compare, "model": args.model, "prompt": args.prompt,
+        "stream": args.stream, "shape": shape.describe(), "mode": "open" if args.rate else "closed",
+        "concurrency": None if args.rate else args.concurrency, "rate": args.rate, "seed": args.seed,
+        "max_inflight": args.max_inflight if args.rate else None,
+        "requests": args.requests, "duration_s": args.duration, "timeout_s": args.timeout,
+        "warmup": args.warmup,
+    }
+
+
+async def _run(args, shape, targets, progress):
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    try:
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass  # not the main thread: Ctrl-C then ends the run the hard way
+    runs = []
+    try:
+        for label, target in targets:
+            if stop.is_set():
+                break
+            rec, me, conns = await run_load(target, shape, progress=progress, label=label,
+                                            stop=stop, warmup=args.warmup)
+            runs.append((report.run_entry(label, target, rec, me, conns), rec))
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    return runs
+
+
+def main(argv=None):
+    """Entry point; returns the process exit code (2 for bad arguments or a refused target)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _check(args, parser)
+    except SystemExit as e:
+        return e.code
+    urls = [args.url] + ([args.compare] if args.compare else [])
+    for url in urls:
+        if not args.allow_remote and not is_loopback(url):
+            print(f"loadtest: refusing {url}: not a loopback address (127.0.0.0/8, ::1, localhost);"
+                  " pass --allow-remote to load-test it", file=sys.stderr)
+            return 2
+    try:
+        targets = [("target", Target(args.url, args.key, args.model, args.prompt, args.stream,
+                                     args.timeout, args.connect_timeout))]
+        if args.compare:
+            targets.append(("compare", Target(args.compare, args.compare_key or args.key, args.model,
+                                              args.prompt, args.stream, args.timeout,
+                                              args.connect_timeout)))
+    except ValueError as e:
+        print(f"loadtest: {e}", file=sys.stderr)
+        return 2
+    shape = Shape(concurrency=args.concurrency, rate=args.rate, seed=args.seed,
+                  requests=args.requests, duration=args.duration, max_inflight=args.max_inflight)
+    need = (args.max_inflight if args.rate else args.concurrency) + 64
+    soft = raise_fd_limit(need)
+    if soft < need:
+        print(f"loadtest: warning: file descriptor limit {soft} is below the {need} this load "
+              "may need; expect connect errors", file=sys.stderr)
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    runs = asyncio.run(_run(args, shape, targets, progress))
+    doc = report.document(_config(args, shape), [entry for entry, _ in runs])
+    if args.html:
+        from .html import render
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(render(doc, [rec for _, rec in runs]))
+        print(f"loadtest: HTML report written to {args.html}", file=sys.stderr)
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        sys.stdout.write(report.table(doc))
+        for w in doc["warnings"]:
+            print(f"loadtest: warning: {w}", file=sys.stderr)
+    sys.stdout.flush()
+    return 0

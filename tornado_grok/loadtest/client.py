@@ -1,0 +1,517 @@
+"""A lean asyncio HTTP/1.1 + SSE client: one chat request in, one Result out.
+
+No requests, threads or SDK: one asyncio Protocol per connection, a tiny HTTP/1.1 response parser
+(status line, headers, chunked / Content-Length / read-to-close bodies) and an incremental SSE
+parser. Per-event work is a few substring checks; ujson parses only the events that may carry
+content, usage or an error. Connections are kept alive and reused where the server allows it.
+"""
+import asyncio
+import ssl as _ssl
+import time
+from urllib.parse import urlsplit
+
+import ujson
+
+perf = time.perf_counter
+
+# How a request ended. Only "done" is a success.
+ENDS = ("done", "error_event", "http_error", "disconnected", "timeout", "connect_error",
+        "no_done", "protocol_error", "cancelled")
+
+_MAX_HEAD = 64 * 1024
+_MAX_KEPT_BODY = 4096  # error / JSON bodies kept for inspection
+
+
+class Result:
+    """What one request did, in perf_counter seconds (t_* are absolute)."""
+
+    __slots__ = ("t0", "t_headers", "t_first", "t_prev", "t_end", "status", "chunks", "tokens",
+                 "done", "error", "end", "detail", "content_type")
+
+    def __init__(self):
+        self.t0 = perf()
+        self.t_headers = self.t_first = self.t_prev = self.t_end = 0.0
+        self.status = 0
+        self.chunks = 0
+        self.tokens = None
+        self.done = False
+        self.error = None
+        self.end = None
+        self.detail = None
+        self.content_type = ""
+
+
+class Target:
+    """One endpoint plus the single request body every load request sends to it."""
+
+    def __init__(self, url, key=None, model="bench", prompt="chunks=20 delay=0 size=8",
+                 stream=True, timeout=60.0, connect_timeout=10.0):
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.url = url
+        self.host = u.hostname
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.ssl = _ssl.create_default_context() if u.scheme == "https" else None
+        path = u.path.rstrip("/")
+        if not path.endswith("/chat/completions"):
+            path += "/chat/completions"
+        if u.query:
+            path += "?" + u.query
+        self.path = path
+        self.stream = stream
+        self.timeout = timeout
+        self.connect_timeout = min(connect_timeout, timeout)
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        payload = ujson.dumps(body, ensure_ascii=False).encode()
+        hostport = self.host if ":" not in self.host else f"[{self.host}]"
+        if u.port:
+            hostport += f":{u.port}"
+        head = [f"POST {path} HTTP/1.1", f"Host: {hostport}",
+                "User-Agent: tornado_grok-loadtest", "Content-Type: application/json",
+                "Accept: " + ("text/event-stream" if stream else "application/json"),
+                f"Content-Length: {len(payload)}"]
+        if key:
+            head.append(f"Authorization: Bearer {key}")
+        self.request_bytes = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+
+
+class _SSE:
+    """Incremental SSE parser feeding one Result and the shared Recorder."""
+
+    __slots__ = ("res", "rec", "buf", "data")
+
+    def __init__(self, res, rec):
+        self.res = res
+        self.rec = rec
+        self.buf = b""
+        self.data = []
+
+    def feed(self, chunk, now):
+        buf = self.buf + chunk if self.buf else chunk
+        start = 0
+        find = buf.find
+        while True:
+            nl = find(b"\n", start)
+            if nl < 0:
+                break
+            line = buf[start:nl]
+            start = nl + 1
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:
+                if self.data:
+                    self.dispatch(now)
+            elif line[:5] == b"data:":
+                v = line[5:]
+                self.data.append(v[1:] if v[:1] == b" " else v)
+            # comments (":...") and other fields carry no content
+        self.buf = buf[start:]
+
+    def close(self, now):
+        """End of body: a pending event without its blank line still counts (lenient)."""
+        if self.buf:
+            self.feed(b"\n", now)
+        if self.data:
+            self.dispatch(now)
+
+    def dispatch(self, now):
+        d = self.data
+        payload = d[0] if len(d) == 1 else b"\n".join(d)
+        self.data = []
+        res = self.res
+        if payload[:6] == b"[DONE]":
+            res.done = True
+            return
+        has_content = b'content"' in payload
+        if not (has_content or b'"error"' in payload or b'"usage"' in payload):
+            return
+        try:
+            ev = ujson.loads(payload)
+        except ValueError:
+            return
+        if type(ev) is not dict:
+            return
+        err = ev.get("error")
+        if err:
+            if res.error is None:
+                res.error = err if isinstance(err, str) else ujson.dumps(err)
+            return
+        if has_content:
+            for ch in ev.get("choices") or ():
+                delta = ch.get("delta") if type(ch) is dict else None
+                if delta and (delta.get("content") or delta.get("reasoning_content")):
+                    self.rec.content_event(res, now)
+                    break
+        usage = ev.get("usage")
+        if usage and type(usage) is dict:
+            ct = usage.get("completion_tokens")
+            if isinstance(ct, int):
+                res.tokens = ct
+
+
+class _Body:
+    """Keeps the first bytes of a non-SSE body (JSON answer or error)."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self):
+        self.parts = []
+        self.size = 0
+
+    def feed(self, chunk, now):
+        if self.size < _MAX_KEPT_BODY * 256:  # non-streaming answers can be large; keep ~1 MiB
+            self.parts.append(chunk)
+            self.size += len(chunk)
+
+    def close(self, now):
+        pass
+
+    def bytes(self):
+        return b"".join(self.parts)
+
+
+_HEAD, _CL, _CHUNKED, _EOF = range(4)
+_C_SIZE, _C_DATA, _C_CRLF, _C_TRAILER = range(4)
+
+
+class Conn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection running one request at a time."""
+
+    def __init__(self, rec):
+        self.rec = rec
+        self.transport = None
+        self.closed = False
+        self.res = None
+        self.fut = None
+        self.reusable = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def connection_lost(self, exc):
+        self.closed = True
+        res = self.res
+        if res is None:
+            return
+        if self.state == _EOF and res.status:
+            self._complete(perf())
+        elif self.got_bytes == 0 and self.reused:
+            self._resolve(retry=True)
+        else:
+            self._fail("disconnected", repr(exc) if exc else "connection closed mid-response")
+
+    def eof_received(self):
+        return False
+
+    def data_received(self, data):
+        if self.res is None:  # bytes nobody asked for: do not reuse this connection
+            self.reusable = False
+            self.transport.abort()
+            return
+        now = perf()
+        self.got_bytes += len(data)
+        if self.state == _HEAD:
+            self._head(data, now)
+        else:
+            self.data_received_body(data, now)
+
+    # -- request lifecycle -------------------------------------------------------------
+    def begin(self, target, res, fut, reused):
+        self.res = res
+        self.fut = fut
+        self.target = target
+        self.reused = reused
+        self.reusable = False
+        self.got_bytes = 0
+        self.state = _HEAD
+        self.buf = b""
+        self.sink = None
+        self.transport.write(target.request_bytes)
+
+    def abort(self, end, detail=None):
+        """Timeout or cancellation: record `end` and drop the connection."""
+        if self.res is not None:
+            self._fail(end, detail)
+
+    def _resolve(self, retry=False):
+        fut = self.fut
+        self.res = None
+        self.fut = None
+        self.sink = None
+        if fut is not None and not fut.done():
+            fut.set_result(retry)
+
+    def _fail(self, end, detail):
+        res = self.res
+        res.end = end
+        res.detail = detail
+        res.t_end = perf()
+        self.reusable = False
+        self._resolve()
+        if not self.closed:
+            self.transport.abort()
+
+    def _head(self, data, now):
+        buf = self.buf + data if self.buf else data
+        i = buf.find(b"\r\n\r\n")
+        if i < 0:
+            if len(buf) > _MAX_HEAD:
+                return self._fail("protocol_error", "response head too large")
+            self.buf = buf
+            return
+        self.buf = b""
+        lines = buf[:i].decode("latin-1").split("\r\n")
+        rest = buf[i + 4:]
+        parts = lines[0].split(" ", 2)
+        try:
+            status = int(parts[1])
+            version = parts[0]
+            if not version.startswith("HTTP/1."):
+                raise ValueError(version)
+        except (IndexError, ValueError):
+            return self._fail("protocol_error", f"bad status line {lines[0][:80]!r}")
+        if 100 <= status < 200:  # interim response: the real one follows
+            return self._head(rest, now) if rest else None
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        res = self.res
+        res.status = status
+        res.t_headers = now
+        ctype = headers.get("content-type", "")
+        res.content_type = ctype
+        conn_hdr = headers.get("connection", "").lower()
+        self.keep = version == "HTTP/1.1" and "close" not in conn_hdr or "keep-alive" in conn_hdr
+        if status == 200 and self.target.stream and ctype.startswith("text/event-stream"):
+            self.sink = _SSE(res, self.rec)
+        else:
+            self.sink = _Body()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self.state = _CHUNKED
+            self.cbuf = b""
+            self.cstate = _C_SIZE
+            self.crem = 0
+        elif "content-length" in headers:
+            try:
+                self.remaining = int(headers["content-length"])
+            except ValueError:
+                return self._fail("protocol_error", "bad Content-Length")
+            self.state = _CL
+            if self.remaining == 0 or status in (204, 304):
+                return self._complete(now)
+        elif status in (204, 304):
+            return self._complete(now)
+        else:
+            self.state = _EOF
+            self.keep = False
+        if rest:
+            self.data_received_body(rest, now)
+
+    def data_received_body(self, data, now):
+        if self.state == _CHUNKED:
+            self._chunked(data, now)
+        elif self.state == _CL:
+            n = self.remaining
+            if len(data) >= n:
+                self.sink.feed(data[:n], now)
+                self._complete(now)
+            else:
+                self.remaining = n - len(data)
+                self.sink.feed(data, now)
+        else:
+            self.sink.feed(data, now)
+
+    def _chunked(self, data, now):
+        buf = self.cbuf + data if self.cbuf else data
+        pos = 0
+        n = len(buf)
+        sink = self.sink
+        while pos < n:
+            st = self.cstate
+            if st == _C_DATA:
+                take = min(self.crem, n - pos)
+                sink.feed(buf[pos:pos + take], now)
+                pos += take
+                self.crem -= take
+                if self.crem == 0:
+                    self.cstate = _C_CRLF
+            elif st == _C_CRLF:
+                if n - pos < 2:
+                    break
+                if buf[pos:pos + 2] != b"\r\n":
+                    return self._fail("protocol_error", "bad chunk terminator")
+                pos += 2
+                self.cstate = _C_SIZE
+            else:
+                i = buf.find(b"\r\n", pos)
+                if i < 0:
+                    if n - pos > 1024:
+                        return self._fail("protocol_error", "chunk size line too long")
+                    break
+                line = buf[pos:i]
+                pos = i + 2
+                if st == _C_TRAILER:
+                    if not line:
+                        return self._complete(now)
+                    continue
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    return self._fail("protocol_error", f"bad chunk size {line[:40]!r}")
+                if size == 0:
+                    self.cstate = _C_TRAILER
+                else:
+                    self.crem = size
+                    self.cstate = _C_DATA
+            if self.res is None:  # the sink finished or failed the request
+                return
+        self.cbuf = buf[pos:]
+
+    def _complete(self, now):
+        res = self.res
+        sink = self.sink
+        sink.close(now)
+        res.t_end = now
+        if isinstance(sink, _SSE):
+            res.end = "error_event" if res.error is not None else ("done" if res.done else "no_done")
+        else:
+            _classify_body(res, sink.bytes(), self.target.stream, self.rec, now)
+        self.reusable = self.keep and self.state != _EOF and not self.closed
+        self._resolve()
+
+
+def _classify_body(res, body, stream, rec, now):
+    """A complete non-SSE body: a JSON answer, an error status, or a surprise."""
+    if res.status != 200:
+        res.end = "http_error"
+        res.detail = body[:300].decode("utf-8", "replace")
+        return
+    try:
+        obj = ujson.loads(body)
+    except ValueError:
+        obj = None
+    if type(obj) is dict and obj.get("error"):
+        res.end = "error_event"
+        err = obj["error"]
+        res.error = err if isinstance(err, str) else ujson.dumps(err)
+        return
+    if stream:
+        res.end = "protocol_error"
+        res.detail = f"asked to stream, got {res.content_type or 'no content type'}"
+        return
+    if type(obj) is not dict:
+        res.end = "protocol_error"
+        res.detail = "body is not a JSON object"
+        return
+    for ch in obj.get("choices") or ():
+        msg = ch.get("message") if type(ch) is dict else None
+        if msg and (msg.get("content") or msg.get("reasoning_content")):
+            rec.content_event(res, now)
+            break
+    usage = obj.get("usage")
+    if type(usage) is dict and isinstance(usage.get("completion_tokens"), int):
+        res.tokens = usage["completion_tokens"]
+    res.done = True
+    res.end = "done"
+
+
+class Client:
+    """Runs requests against one Target, reusing keep-alive connections."""
+
+    def __init__(self, target, rec):
+        self.target = target
+        self.rec = rec
+        self.idle = []
+        self.active = set()
+        self.connections_opened = 0
+        self.stopping = False
+
+    async def _connect(self):
+        loop = asyncio.get_running_loop()
+        t = self.target
+        coro = loop.create_connection(lambda: Conn(self.rec), t.host, t.port, ssl=t.ssl,
+                                      server_hostname=t.host if t.ssl else None)
+        _, conn = await asyncio.wait_for(coro, t.connect_timeout)
+        self.connections_opened += 1
+        return conn
+
+    async def request(self):
+        """One request, start to end; always returns a finished Result."""
+        rec = self.rec
+        res = Result()
+        rec.started_one()
+        try:
+            await self._run(res)
+        except asyncio.CancelledError:
+            res.end = res.end or "cancelled"
+            raise
+        finally:
+            if not res.t_end:
+                res.t_end = perf()
+            if res.end is None:
+                res.end = "cancelled"
+            rec.finished_one(res)
+        return res
+
+    async def _run(self, res):
+        t = self.target
+        loop = asyncio.get_running_loop()
+        for attempt in (0, 1):
+            reused = False
+            conn = None
+            while self.idle:
+                c = self.idle.pop()
+                if not c.closed and c.reusable:
+                    conn, reused = c, True
+                    break
+                c.transport.abort()
+            if conn is None:
+                try:
+                    conn = await self._connect()
+                except asyncio.TimeoutError:
+                    res.end, res.detail = "connect_error", f"connect timed out after {t.connect_timeout}s"
+                    return
+                except OSError as e:
+                    res.end, res.detail = "connect_error", f"{type(e).__name__}: {e}"
+                    return
+            if self.stopping:
+                conn.transport.close()
+                res.end = "cancelled"
+                return
+            fut = loop.create_future()
+            self.active.add(conn)
+            remaining = max(0.001, res.t0 + t.timeout - perf())
+            timer = loop.call_later(remaining, conn.abort, "timeout", f"no end after {t.timeout}s")
+            try:
+                conn.begin(t, res, fut, reused)
+                retry = await fut
+            except BaseException:
+                conn.abort("cancelled")
+                raise
+            finally:
+                timer.cancel()
+                self.active.discard(conn)
+            if retry and attempt == 0:  # a kept-alive connection the server had already closed
+                res.t0 = perf()
+                continue
+            if retry:
+                res.end, res.detail = "disconnected", "closed before any response byte"
+            if conn.reusable:
+                self.idle.append(conn)
+            return
+
+    def abort_all(self, end="cancelled"):
+        self.stopping = True
+        for conn in list(self.active):
+            conn.abort(end)
+
+    def close(self):
+        for c in self.idle:
+            if not c.closed:
+                c.transport.close()
+        self.idle.clear()

@@ -1,0 +1,126 @@
+"""The run as one JSON document, and as a table for people."""
+import datetime
+
+from .stats import summarize
+
+SCHEMA = "tornado_grok.loadtest/1"
+TIMELINE_FIELDS = ("t_s", "finished", "done", "chunks", "tokens", "open", "cpu_pct")
+
+
+def run_entry(label, target, rec, selfreport, connections):
+    """One target's part of the document."""
+    return {
+        "label": label,
+        "url": target.url,
+        "endpoint": f"{target.host}:{target.port}{target.path}",
+        "summary": summarize(rec),
+        "self": selfreport,
+        "connections_opened": connections,
+        "timeline": {"fields": list(TIMELINE_FIELDS), "rows": [list(r) for r in rec.timeline]},
+    }
+
+
+def _p(summary, metric, p):
+    d = summary.get(metric)
+    return d.get(p) if d else None
+
+
+def _diff(a, b):
+    return None if a is None or b is None else round(a - b, 3)
+
+
+def _ratio(a, b):
+    return None if not a or not b else round(a / b, 4)
+
+
+def comparison(primary, baseline):
+    """What `primary` adds over `baseline` (positive ms = primary slower)."""
+    a, b = primary["summary"], baseline["summary"]
+    return {
+        "primary": primary["url"],
+        "baseline": baseline["url"],
+        "order": "sequential: primary first, then baseline, same parameters",
+        "ttft_p50_added_ms": _diff(_p(a, "ttft_ms", "p50"), _p(b, "ttft_ms", "p50")),
+        "ttft_p99_added_ms": _diff(_p(a, "ttft_ms", "p99"), _p(b, "ttft_ms", "p99")),
+        "gap_p50_added_ms": _diff(_p(a, "gap_ms", "p50"), _p(b, "gap_ms", "p50")),
+        "total_p50_added_ms": _diff(_p(a, "total_ms", "p50"), _p(b, "total_ms", "p50")),
+        "requests_per_s_ratio": _ratio(a["requests_per_s"], b["requests_per_s"]),
+        "chunks_per_s_ratio": _ratio(a["chunks_per_s"], b["chunks_per_s"]),
+    }
+
+
+def document(config, runs):
+    """The whole report: config, one entry per target, the comparison when there were two."""
+    warnings = []
+    for r in runs:
+        warnings += [f"{r['label']}: {w}" for w in r["self"]["warnings"]]
+    return {
+        "schema": SCHEMA,
+        "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "runs": runs,
+        "comparison": comparison(runs[0], runs[1]) if len(runs) > 1 else None,
+        "warnings": warnings,
+    }
+
+
+def _fmt(v, nd=2):
+    if v is None:
+        return "-"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def _signed(v):
+    return "n/a" if v is None else f"{v:+.2f} ms"
+
+
+def table(doc):
+    """A readable plain-text report."""
+    c = doc["config"]
+    out = [f"tornado_grok loadtest: {c['shape']}; prompt {c['prompt']!r}; "
+           f"{'stream' if c['stream'] else 'no stream'}; model {c['model']}"]
+    caps = []
+    if c["requests"] is not None:
+        caps.append(f"{c['requests']} requests")
+    if c["duration_s"] is not None:
+        caps.append(f"{c['duration_s']:g} s")
+    out.append(f"caps: {' or '.join(caps)}; per-request timeout {c['timeout_s']:g} s")
+    for r in doc["runs"]:
+        s, me = r["summary"], r["self"]
+        out.append("")
+        out.append(f"[{r['label']}] POST http://{r['endpoint']}")
+        out.append(f"  requests   {s['finished']} finished, {s['ok']} ok, {s['errors']} errors "
+                   f"in {s['wall_s']:.2f} s; {r['connections_opened']} connections opened")
+        if s["dropped_arrivals"]:
+            out.append(f"  dropped    {s['dropped_arrivals']} arrivals (max in-flight reached)")
+        tok = "-" if s["tokens_per_s"] is None else f"{s['tokens_per_s']:.1f}"
+        out.append(f"  throughput {_fmt(s['requests_per_s'], 1)} req/s   "
+                   f"{_fmt(s['chunks_per_s'], 1)} chunks/s   {tok} tokens/s   "
+                   f"({s['chunks']} chunks, {'-' if s['tokens'] is None else s['tokens']} tokens)")
+        out.append(f"  {'latency ms':<12}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}{'n':>9}")
+        for name, key in (("headers", "headers_ms"), ("TTFT", "ttft_ms"), ("token gap", "gap_ms"),
+                          ("total", "total_ms")):
+            d = s[key] or {}
+            out.append(f"  {name:<12}" + "".join(f"{_fmt(d.get(p), 2):>10}" for p in
+                                                 ("p50", "p90", "p99", "max")) + f"{d.get('n', 0):>9}")
+        ends = ", ".join(f"{k} {v}" for k, v in sorted(s["ends"].items(), key=lambda kv: -kv[1]))
+        out.append(f"  ends       {ends or '-'}")
+        for e in s["first_errors"]:
+            out.append(f"    e.g. {e}")
+        out.append(f"  load tester: cpu {me['cpu_pct_of_one_core']:.0f}% of one core "
+                   f"(peak {_fmt(me['peak_interval_cpu_pct'], 0)}%), loop lag p99 "
+                   f"{me['loop_lag_ms_p99']:.1f} ms, rss {me['rss_mib_max']:.0f} MiB")
+        for w in me["warnings"]:
+            out.append(f"  WARNING: {w}")
+    cmp_ = doc["comparison"]
+    if cmp_:
+        out.append("")
+        out.append(f"comparison ({cmp_['order']}): [target] {cmp_['primary']} vs "
+                   f"[compare] {cmp_['baseline']}")
+        out.append(f"  added TTFT p50 {_signed(cmp_['ttft_p50_added_ms'])}, "
+                   f"p99 {_signed(cmp_['ttft_p99_added_ms'])}; token gap p50 "
+                   f"{_signed(cmp_['gap_p50_added_ms'])}; total p50 {_signed(cmp_['total_p50_added_ms'])}")
+        rr, cr = cmp_["requests_per_s_ratio"], cmp_["chunks_per_s_ratio"]
+        out.append(f"  throughput ratio target/compare: {'n/a' if rr is None else f'{rr:.3f}x'} req/s, "
+                   f"{'n/a' if cr is None else f'{cr:.3f}x'} chunks/s")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,100 @@
+"""The load tester watching itself: CPU, memory, event-loop lag, file descriptors.
+
+A load tester that saturates its own core measures itself, not the target. Its CPU time
+(time.process_time) over wall time says how busy it was; the event loop's lateness says how long a
+ready byte may wait before it is timestamped. Both are reported, with a warning past a threshold.
+"""
+import os
+import resource
+import time
+
+CPU_WARN_PCT = 90.0       # of one core: the event loop is single-threaded
+LAG_WARN_MS = 20.0        # p99 lateness of the sampler's wake-ups
+MIN_WALL_S = 1.0          # shorter runs are not judged
+
+
+def raise_fd_limit(wanted=None):
+    """Raise the soft RLIMIT_NOFILE to the hard limit (or `wanted`); return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if wanted is not None:
+        target = min(target, max(soft, wanted))
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def rss_mib():
+    """Current resident set size in MiB (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mib()
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class SelfMonitor:
+    """CPU and loop-lag sampler; call sample() from a periodic task."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self.cpu0 = self.cpu_prev = time.process_time()
+        self.wall0 = self.wall_prev = time.perf_counter()
+        self.lags_ms = []
+        self.interval_cpu = []
+        self.rss_start = rss_mib()
+        self.rss_max = self.rss_start
+
+    def sample(self, expected_wake):
+        """Record one tick; returns this interval's CPU % of one core."""
+        now = time.perf_counter()
+        cpu = time.process_time()
+        self.lags_ms.append(max(0.0, (now - expected_wake) * 1000.0))
+        dw = now - self.wall_prev
+        pct = 100.0 * (cpu - self.cpu_prev) / dw if dw > 0 else 0.0
+        self.interval_cpu.append(pct)
+        self.cpu_prev, self.wall_prev = cpu, now
+        self.rss_max = max(self.rss_max, rss_mib())
+        return round(pct, 1)
+
+    def report(self):
+        wall = time.perf_counter() - self.wall0
+        cpu = time.process_time() - self.cpu0
+        pct = 100.0 * cpu / wall if wall > 0 else 0.0
+        lags = sorted(self.lags_ms)
+        lag_p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else 0.0
+        busy = sum(1 for p in self.interval_cpu if p > CPU_WARN_PCT)
+        self.rss_max = max(self.rss_max, rss_mib())
+        warnings = []
+        if wall < MIN_WALL_S:
+            pass  # too short to tell start-up work from load
+        elif pct > CPU_WARN_PCT:
+            warnings.append(f"the load tester used {pct:.0f}% of one core: it, not the target, "
+                            "may be the bottleneck (figures are a floor for the target)")
+        elif self.interval_cpu and busy > len(self.interval_cpu) / 2:
+            warnings.append(f"the load tester was above {CPU_WARN_PCT:.0f}% of one core in "
+                            f"{busy} of {len(self.interval_cpu)} intervals: it may be the bottleneck")
+        if lag_p99 > LAG_WARN_MS and wall >= MIN_WALL_S:
+            warnings.append(f"event-loop lag p99 {lag_p99:.1f} ms: timings include the load "
+                            "tester's own queueing")
+        return {
+            "cpu_s": round(cpu, 3),
+            "wall_s": round(wall, 3),
+            "cpu_pct_of_one_core": round(pct, 1),
+            "peak_interval_cpu_pct": round(max(self.interval_cpu), 1) if self.interval_cpu else None,
+            "loop_lag_ms_p99": round(lag_p99, 3),
+            "loop_lag_ms_max": round(lags[-1], 3) if lags else 0.0,
+            "rss_mib_start": round(self.rss_start, 1),
+            "rss_mib_max": round(self.rss_max, 1),
+            "bottleneck": bool(warnings),
+            "warnings": warnings,
+        }

@@ -1,0 +1,155 @@
+"""Load shapes: closed loop (N streams in flight) and open loop (Poisson arrivals at R/s).
+
+Both stop issuing at the request cap or the duration cap, whichever comes first, then wait for the
+requests in flight (each bounded by its own timeout), so a run always ends by itself.
+"""
+import asyncio
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from .client import Client
+from .selfcheck import SelfMonitor
+from .stats import Recorder
+
+perf = time.perf_counter
+TICK_S = 0.25
+
+
+@dataclass
+class Shape:
+    """How much load, for how long."""
+
+    concurrency: int = 1                 # closed loop: streams in flight
+    rate: Optional[float] = None         # open loop: new requests per second (Poisson)
+    seed: Optional[int] = None
+    requests: Optional[int] = None       # cap on requests issued (arrivals, in open loop)
+    duration: Optional[float] = None     # cap on seconds spent issuing
+    max_inflight: int = 10000            # open loop: arrivals beyond this are dropped, counted
+
+    def describe(self):
+        if self.rate:
+            return f"open loop, {self.rate:g} req/s Poisson (seed {self.seed})"
+        return f"closed loop, {self.concurrency} in flight"
+
+
+def poisson_arrivals(rate, seed=None):
+    """Endless arrival offsets (s from start) of a Poisson process of `rate` per second."""
+    rng = random.Random(seed)
+    t = 0.0
+    while True:
+        t += rng.expovariate(rate)
+        yield t
+
+
+def poisson_schedule(rate, seed=None, n=None, duration=None):
+    """The first arrival offsets, up to `n` arrivals and/or before `duration` seconds."""
+    if n is None and duration is None:
+        raise ValueError("poisson_schedule needs n or duration")
+    out = []
+    for t in poisson_arrivals(rate, seed):
+        if (n is not None and len(out) >= n) or (duration is not None and t >= duration):
+            break
+        out.append(t)
+    return out
+
+
+async def closed_loop(client, shape, stop):
+    """`concurrency` workers, each issuing its next request when its last one ends."""
+    deadline = perf() + shape.duration if shape.duration else float("inf")
+    cap = shape.requests
+    issued = 0
+
+    async def worker():
+        nonlocal issued
+        while (cap is None or issued < cap) and perf() < deadline and not stop.is_set():
+            issued += 1
+            await client.request()
+
+    n = shape.concurrency if cap is None else min(shape.concurrency, cap)
+    await asyncio.gather(*(worker() for _ in range(n)))
+
+
+async def open_loop(client, shape, stop):
+    """Requests start at Poisson arrival times whatever the target's speed (no coordinated omission)."""
+    start = perf()
+    rec = client.rec
+    tasks = set()
+    for i, offset in enumerate(poisson_arrivals(shape.rate, shape.seed)):
+        if (shape.requests is not None and i >= shape.requests) or \
+                (shape.duration is not None and offset >= shape.duration) or stop.is_set():
+            break
+        delay = start + offset - perf()
+        if delay > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                break
+            except asyncio.TimeoutError:
+                pass
+        if rec.open >= shape.max_inflight:
+            rec.dropped += 1
+            continue
+        task = asyncio.ensure_future(client.request())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks)
+
+
+def progress_line(label, rec, cpu_pct):
+    t = perf() - rec.t_start
+    n = len(rec.ttft_ms)
+    ttft = ""
+    if n:
+        recent = sorted(rec.ttft_ms[-1000:])
+        ttft = f" ttft~p50 {recent[len(recent) // 2]:.1f}ms"
+    errs = rec.finished - rec.ends.get("done", 0) - rec.ends.get("cancelled", 0)
+    return (f"\r[{label}] {t:6.1f}s open {rec.open:5d} done {rec.ends.get('done', 0):7d} "
+            f"err {errs:5d} {rec.finished / t if t > 0 else 0:8.1f} req/s "
+            f"{rec.chunks / t if t > 0 else 0:9.0f} chunks/s{ttft} cpu {cpu_pct:3.0f}%\x1b[K")
+
+
+async def run_load(target, shape, *, progress=False, label="target", stop=None, warmup=0):
+    """Drive `target` with `shape`; returns (Recorder, self-check report, connections opened)."""
+    stop = stop or asyncio.Event()
+    rec = Recorder()
+    client = Client(target, rec)
+    if warmup:
+        await closed_loop(client, Shape(concurrency=shape.concurrency, requests=warmup), stop)
+        client.rec = rec = Recorder()
+        for conn in client.idle:
+            conn.rec = rec
+    mon = SelfMonitor(TICK_S)
+    rec.start_clock()
+    driver = open_loop if shape.rate else closed_loop
+    task = asyncio.ensure_future(driver(client, shape, stop))
+    stopper = asyncio.ensure_future(stop.wait())
+    next_tick = perf() + TICK_S
+    try:
+        while not task.done():
+            await asyncio.wait({task, stopper}, timeout=max(0.0, next_tick - perf()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            if stopper.done() and not task.done():
+                client.abort_all("cancelled")
+                await task
+                break
+            if perf() >= next_tick:
+                pct = mon.sample(next_tick)
+                rec.tick(pct)
+                if progress:
+                    sys.stderr.write(progress_line(label, rec, pct))
+                    sys.stderr.flush()
+                next_tick += TICK_S
+                if next_tick < perf():  # fell far behind: do not replay missed ticks
+                    next_tick = perf() + TICK_S
+        task.result()
+    finally:
+        stopper.cancel()
+        client.close()
+        if progress:
+            sys.stderr.write("\n")
+    pct = mon.sample(perf())
+    rec.tick(pct)
+    return rec, mon.report(), client.connections_opened

@@ -1,0 +1,132 @@
+"""Samples, counters and the summary of one run.
+
+Latency samples are kept exactly, as float milliseconds in array('d') (8 bytes each: a few million
+samples are a few tens of MiB), and sorted once at the end for exact percentiles.
+"""
+import math
+import time
+from array import array
+
+perf = time.perf_counter
+
+PERCENTILES = (50, 90, 99)
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending sequence (p in 0..100)."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    k = max(0, min(n - 1, math.ceil(p / 100.0 * n) - 1))
+    return sorted_values[k]
+
+
+def describe(samples):
+    """n, mean, min, p50, p90, p99, max of a sample array (ms), or None when empty."""
+    if not samples:
+        return None
+    s = sorted(samples)
+    out = {"n": len(s), "mean": round(math.fsum(s) / len(s), 3), "min": round(s[0], 3)}
+    for p in PERCENTILES:
+        out[f"p{p}"] = round(percentile(s, p), 3)
+    out["max"] = round(s[-1], 3)
+    return out
+
+
+class Recorder:
+    """Everything measured during one run; the client calls it on each event."""
+
+    def __init__(self):
+        self.headers_ms = array("d")
+        self.ttft_ms = array("d")
+        self.gap_ms = array("d")
+        self.total_ms = array("d")
+        self.started = 0
+        self.finished = 0
+        self.dropped = 0  # open loop: arrivals skipped because max in-flight was reached
+        self.chunks = 0
+        self.tokens = 0
+        self.token_reports = 0
+        self.ends = {}
+        self.statuses = {}
+        self.first_errors = []
+        self.t_start = perf()
+        self.t_last_end = self.t_start
+        self.timeline = []  # (t_s, finished, done, chunks, tokens, open, cpu_pct)
+
+    @property
+    def open(self):
+        return self.started - self.finished
+
+    def start_clock(self):
+        self.t_start = self.t_last_end = perf()
+
+    def started_one(self):
+        self.started += 1
+
+    def content_event(self, res, now):
+        """One SSE event (or JSON answer) with non-empty content or reasoning_content."""
+        if res.chunks:
+            self.gap_ms.append((now - res.t_prev) * 1000.0)
+        else:
+            res.t_first = now
+        res.t_prev = now
+        res.chunks += 1
+        self.chunks += 1
+
+    def finished_one(self, res):
+        self.finished += 1
+        self.t_last_end = res.t_end
+        end = res.end
+        self.ends[end] = self.ends.get(end, 0) + 1
+        st = res.status or "none"
+        self.statuses[st] = self.statuses.get(st, 0) + 1
+        if res.t_headers:
+            self.headers_ms.append((res.t_headers - res.t0) * 1000.0)
+        if res.t_first:
+            self.ttft_ms.append((res.t_first - res.t0) * 1000.0)
+        if end == "done":
+            self.total_ms.append((res.t_end - res.t0) * 1000.0)
+        if res.tokens is not None:
+            self.tokens += res.tokens
+            self.token_reports += 1
+        if end not in ("done", "cancelled") and len(self.first_errors) < 5:
+            detail = res.error if end == "error_event" else res.detail
+            self.first_errors.append(f"{end}: {str(detail)[:200]}" if detail else end)
+
+    def tick(self, cpu_pct):
+        self.timeline.append((round(perf() - self.t_start, 3), self.finished,
+                              self.ends.get("done", 0), self.chunks, self.tokens, self.open,
+                              cpu_pct))
+
+
+def summarize(rec, wall_s=None):
+    """The run's figures as a plain dict (the JSON report's `summary`)."""
+    wall = wall_s if wall_s is not None else max(1e-9, rec.t_last_end - rec.t_start)
+    done = rec.ends.get("done", 0)
+    errors = {k: v for k, v in rec.ends.items() if k not in ("done", "cancelled")}
+
+    def rate(x):
+        return round(x / wall, 3) if wall > 0 else None
+
+    return {
+        "started": rec.started,
+        "finished": rec.finished,
+        "ok": done,
+        "errors": sum(errors.values()),
+        "errors_by_kind": errors,
+        "ends": dict(rec.ends),
+        "status_counts": {str(k): v for k, v in rec.statuses.items()},
+        "dropped_arrivals": rec.dropped,
+        "first_errors": list(rec.first_errors),
+        "wall_s": round(wall, 3),
+        "requests_per_s": rate(done),
+        "chunks": rec.chunks,
+        "chunks_per_s": rate(rec.chunks),
+        "tokens": rec.tokens if rec.token_reports else None,
+        "tokens_per_s": rate(rec.tokens) if rec.token_reports else None,
+        "ttft_ms": describe(rec.ttft_ms),
+        "gap_ms": describe(rec.gap_ms),
+        "total_ms": describe(rec.total_ms),
+        "headers_ms": describe(rec.headers_ms),
+    }
