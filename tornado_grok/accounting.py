@@ -1,0 +1,46 @@
+"""Usage per client key: requests and the upstream's token counts, abandoned streams included."""
+
+import collections
+
+
+def usage_numbers(usage: dict | None) -> tuple[int, int, int]:
+    """(prompt, completion, reasoning) tokens from an OpenAI/xAI usage object; zeros when absent."""
+    if not isinstance(usage, dict):
+        return 0, 0, 0
+    details = usage.get("completion_tokens_details") or {}
+    reasoning = details.get("reasoning_tokens", 0) if isinstance(details, dict) else 0
+    return (_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), _int(reasoning))
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+class Accounting:
+    """In-process totals; `snapshot()` is what the operator reads."""
+
+    FIELDS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens",
+              "streams", "abandoned_streams", "errors")
+
+    def __init__(self):
+        self._totals: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+    async def record(self, key: str, usage: dict | None, stream: bool, ended: str) -> None:
+        t = self._totals[key]
+        prompt, completion, reasoning = usage_numbers(usage)
+        t["requests"] += 1
+        t["prompt_tokens"] += prompt
+        t["completion_tokens"] += completion
+        t["reasoning_tokens"] += reasoning
+        if stream:
+            t["streams"] += 1
+            if ended == "client_gone":
+                t["abandoned_streams"] += 1
+        if ended not in ("completed", "client_gone"):
+            t["errors"] += 1
+
+    async def snapshot(self) -> dict:
+        return {key: {f: t[f] for f in self.FIELDS} for key, t in sorted(self._totals.items())}
+
+    async def close(self) -> None:
+        pass

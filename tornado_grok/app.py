@@ -1,0 +1,70 @@
+"""make_app(config, gateway) -> tornado.web.Application: the one place routes are joined."""
+
+import logging
+
+
+import ujson
+from tornado import web
+
+from .config import Config
+from .gateway import Gateway
+from .handlers import chat, health, images, models, vision
+from .handlers.base import NotFoundHandler
+
+access_log = logging.getLogger("tornado_grok.access")
+
+ROUTE_MODULES = (chat, images, vision, models, health)
+
+
+def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.Application:
+    """The gateway's Application; run.py and the tests both build it here."""
+    gateway = gateway or Gateway(config)
+    routes = [(path, handler, {"gateway": gateway})
+              for module in ROUTE_MODULES for path, handler in module.default_handlers]
+    app = web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"gateway": gateway},
+        log_function=log_request if config.access_log else _no_log,
+        compress_response=False,
+        gateway=gateway,
+        **settings,
+    )
+    return app
+
+
+def _no_log(handler) -> None:
+    pass
+
+
+def log_request(handler) -> None:
+    """One JSON line per request: who, what, how long, how it ended (never a key or a body)."""
+    fields = getattr(handler, "log_fields", None)
+    status = handler.get_status()
+    if fields is None and status < 400:
+        return  # health checks and the like
+    line = {
+        "request_id": getattr(handler, "request_id", None),
+        "method": handler.request.method,
+        "path": handler.request.path,
+        "status": status,
+        "duration_ms": round(1000 * handler.request.request_time(), 2),
+    }
+    key = getattr(handler, "key", None)
+    if key is not None:
+        line["key"] = key.name
+    if fields:
+        line.update(fields)
+    relay = getattr(handler, "relay", None)
+    if relay is not None:
+        line["stream"] = True
+        line["events"] = relay.events
+        line["bytes"] = relay.bytes_out
+        if relay.first_event_at is not None:
+            line["ttft_ms"] = round(1000 * (relay.first_event_at - relay.started), 2)
+        if relay.error is not None:
+            line["error"] = relay.error.message
+    access_log.info(ujson.dumps(line, ensure_ascii=False, escape_forward_slashes=False))
+
+
+

@@ -1,0 +1,160 @@
+"""Typed configuration: defaults, then conf/gateway.toml, then TG_* environment, then flags."""
+
+import dataclasses
+import os
+import tomllib
+from typing import Any
+
+XAI_BASE_URL = "https://api.x.ai/v1"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG_FILE = os.path.join(ROOT, "conf", "gateway.toml")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names it."""
+
+
+@dataclasses.dataclass
+class Config:
+    """Every setting of the gateway; conf/gateway.toml documents each one."""
+
+    # [server]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    max_body_size: int = 20 * 1024 * 1024
+    max_connections: int = 20000
+    drain_seconds: float = 30.0
+    keys_file: str = os.path.join(ROOT, "conf", "keys.json")
+    admin_key: str = ""
+    # [upstream]
+    upstream_url: str = ""
+    upstream_key: str = ""
+    max_upstream: int = 10000
+    forward_mock_headers: bool = False
+    connect_timeout: float = 10.0
+    first_event_timeout: float = 600.0
+    idle_timeout: float = 300.0
+    total_timeout: float = 3600.0
+    # [streaming]
+    keepalive_interval: float = 15.0
+    stream_fallback_format: str = "json"
+    sse_error_format: str = "seed"
+    high_water_mark: int = 256 * 1024
+    # [models]
+    aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
+    vision_model: str = "grok-4.3"
+    image_model: str = "grok-2-image-1212"
+    max_image_bytes: int = 10 * 1024 * 1024
+    # [limits] defaults for keys that set none of their own; 0 means unlimited
+    requests_per_minute: int = 600
+    concurrent_requests: int = 100
+    tokens_per_minute: int = 0
+    ratelimit_backend: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_failure_mode: str = "fail_open"
+    lease_seconds: float = 30.0
+    # [logging]
+    access_log: bool = True
+    # Filled at load time, not settable from the file.
+    aliases: dict = dataclasses.field(default_factory=dict)
+    mock: bool = False
+
+    def validate(self) -> None:
+        choices = {
+            "stream_fallback_format": ("json", "sse"),
+            "sse_error_format": ("seed", "openai"),
+            "ratelimit_backend": ("memory", "redis"),
+            "redis_failure_mode": ("fail_open", "fail_closed"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError("%s must be one of %s, not %r" % (name, ", ".join(allowed), getattr(self, name)))
+        for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "total_timeout",
+                     "keepalive_interval", "drain_seconds", "lease_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError("%s must be greater than 0" % name)
+        if not self.upstream_url.startswith(("http://", "https://")):
+            raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("aliases", "mock")}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = _FIELDS[name].default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError("%s: cannot use %r (expected %s)" % (name, value, type(default).__name__)) from None
+
+
+def load_toml(path: str) -> dict:
+    """Flattens the [section] tables of a gateway.toml into field values."""
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("%s: %s" % (path, e)) from None
+    values = {}
+    for section, table in doc.items():
+        items = table.items() if isinstance(table, dict) else [(section, table)]
+        for name, value in items:
+            if name not in _FIELDS:
+                raise ConfigError("%s: unknown setting %r in [%s]" % (path, name, section))
+            values[name] = _coerce(name, value)
+    return values
+
+
+def load_aliases(path: str) -> dict:
+    """Reads conf/model_aliases.toml: {"client name": "upstream name"}."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    aliases = doc.get("aliases", {})
+    for k, v in aliases.items():
+        if not isinstance(v, str) or not v:
+            raise ConfigError("%s: alias %r must map to a model name" % (path, k))
+    return dict(aliases)
+
+
+def load(config_file: str | None = None, overrides: dict | None = None, environ=None) -> Config:
+    """Builds the Config; with no XAI_API_KEY and no upstream URL it selects the bundled mock."""
+    environ = os.environ if environ is None else environ
+    values: dict = {}
+    path = config_file or environ.get("TG_CONFIG") or DEFAULT_CONFIG_FILE
+    if config_file or os.path.exists(path):
+        values.update(load_toml(path))
+    for name in _FIELDS:
+        env = environ.get("TG_" + name.upper())
+        if env is not None and name != "upstream_key":
+            values[name] = _coerce(name, env)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value)
+    values["upstream_key"] = environ.get("XAI_API_KEY", "")
+    config = Config(**values)
+    if not config.upstream_url:
+        if config.upstream_key:
+            config.upstream_url = XAI_BASE_URL
+        else:
+            config.mock = True
+            config.forward_mock_headers = True
+            config.upstream_url = "http://127.0.0.1:0/v1"  # replaced once the mock listens
+    config.upstream_url = config.upstream_url.rstrip("/")
+    config.aliases = load_aliases(config.aliases_file)
+    config.validate()
+    return config

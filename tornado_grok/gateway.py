@@ -1,0 +1,87 @@
+"""The objects every handler is given, and the one timer that watches all open streams."""
+
+import asyncio
+import logging
+import time
+
+from tornado.ioloop import PeriodicCallback
+
+from . import errors
+from .accounting import Accounting
+from .auth import KeyStore
+from .config import Config
+from .ratelimit import Limits, MemoryLimiter
+from .upstream import UpstreamClient
+
+log = logging.getLogger("tornado_grok")
+
+
+class Gateway:
+    """Config, upstream client, keys, limiter and accounting, plus the registry of open streams.
+
+    One PeriodicCallback sweeps the open streams for keep-alives and the first-event, idle and total
+    timeouts, so the per-chunk path only stamps a time; no timer is created per stream or per chunk.
+    """
+
+    def __init__(self, config: Config, upstream: UpstreamClient | None = None,
+                 keys: KeyStore | None = None, limiter=None, accounting=None, metrics=None):
+        self.config = config
+        self.upstream = upstream or UpstreamClient(
+            config.upstream_url, config.upstream_key, max_clients=config.max_upstream,
+            connect_timeout=config.connect_timeout)
+        self.keys = keys if keys is not None else KeyStore(config.keys_file)
+        self.limiter = limiter if limiter is not None else MemoryLimiter()
+        self.accounting = accounting if accounting is not None else Accounting()
+        self.metrics = metrics
+        self.default_limits = Limits(config.requests_per_minute, config.concurrent_requests,
+                                     config.tokens_per_minute)
+        self.streams: set = set()
+        self.inflight = 0  # admitted /api/v1 requests not yet finished
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._sweeper = PeriodicCallback(self.sweep, 1000 * self.sweep_interval())
+
+    def sweep_interval(self) -> float:
+        c = self.config
+        shortest = min(c.keepalive_interval, c.first_event_timeout, c.idle_timeout, c.total_timeout)
+        return max(0.02, min(1.0, shortest / 4))
+
+    def start(self) -> None:
+        self._sweeper.start()
+
+    def limits_for(self, key) -> Limits:
+        return Limits.for_key(self.default_limits, key.limits)
+
+    def request_started(self) -> None:
+        self.inflight += 1
+        self._idle.clear()
+
+    def request_finished(self) -> None:
+        self.inflight -= 1
+        if self.inflight <= 0:
+            self.inflight = 0
+            self._idle.set()
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        c = self.config
+        for relay in list(self.streams):
+            relay.check(now, c)
+
+    async def drain(self) -> None:
+        """Stops taking work, lets requests in flight finish for drain_seconds, then ends the rest."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.config.drain_seconds)
+        except asyncio.TimeoutError:
+            log.warning("drain: %d streams still open after %ss; ending them", len(self.streams),
+                        self.config.drain_seconds)
+            for relay in list(self.streams):
+                relay.abort(errors.draining())
+
+    async def close(self) -> None:
+        self._sweeper.stop()
+        self.upstream.close()
+        await self.limiter.close()
+        await self.accounting.close()

@@ -1,0 +1,270 @@
+"""The base of every /api/v1 handler: request id, body reading with its size limit, auth, limits,
+the one place error bodies are rendered (write_error), and the access-log fields."""
+
+import re
+import time
+import uuid
+
+import ujson
+from tornado import web
+from tornado.ioloop import IOLoop
+
+from .. import errors
+from ..errors import GatewayError
+from ..upstream import curl_errno
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def dumps(obj) -> bytes:
+    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode()
+
+
+class BaseHandler(web.RequestHandler):
+    """Request id on every response, JSON errors, no tracebacks; dependencies come from initialize."""
+
+    def initialize(self, gateway) -> None:
+        self.gateway = gateway
+
+    @property
+    def config(self):
+        return self.gateway.config
+
+    def set_default_headers(self) -> None:
+        # clear() (and so send_error) calls this again: headers that must survive errors live here.
+        if not hasattr(self, "request_id"):
+            incoming = self.request.headers.get("X-Request-Id", "")
+            self.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+            self.sticky_headers = {}
+            self.wants_sse = False
+        self.set_header("X-Request-Id", self.request_id)
+        for name, value in self.sticky_headers.items():
+            self.set_header(name, value)
+
+    def set_sticky_header(self, name: str, value: str) -> None:
+        """A header that stays on the response even when it turns into an error."""
+        self.sticky_headers[name] = value
+        self.set_header(name, value)
+
+    def set_sse_headers(self) -> None:
+        self.set_header("Content-Type", SSE_CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+
+    def compute_etag(self):
+        return None
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        err = _as_gateway_error(self, status_code, kwargs.get("exc_info"))
+        if err.status != status_code:
+            self.set_status(err.status)
+        for name, value in err.headers.items():
+            self.set_header(name, value)
+        if self.wants_sse:
+            self.set_sse_headers()
+            self.finish(err.sse_event(self.config.sse_error_format == "openai"))
+        else:
+            self.set_header("Content-Type", JSON_CONTENT_TYPE)
+            self.finish(err.json_body())
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, web.HTTPError):
+            return  # an answered client error, not a fault of ours
+        super().log_exception(typ, value, tb)
+
+    def write_json(self, obj_or_bytes, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", JSON_CONTENT_TYPE)
+        self.finish(obj_or_bytes if isinstance(obj_or_bytes, bytes) else dumps(obj_or_bytes))
+
+    def unsent_bytes(self) -> int:
+        """Bytes written to this client's connection that the socket has not taken yet."""
+        stream = getattr(self.request.connection, "stream", None)
+        return len(stream._write_buffer) if stream is not None else 0
+
+
+def _as_gateway_error(handler, status_code: int, exc_info) -> GatewayError:
+    exc = exc_info[1] if exc_info else None
+    if isinstance(exc, GatewayError):
+        return exc
+    if status_code == 405:
+        return GatewayError(405, "method %s is not allowed on %s" % (
+            handler.request.method, handler.request.path), code="method_not_allowed",
+            headers={"Allow": ", ".join(m for m in handler.SUPPORTED_METHODS
+                                        if getattr(type(handler), m.lower()) is not
+                                        getattr(web.RequestHandler, m.lower(), None))})
+    if status_code == 404:
+        return GatewayError(404, "no such endpoint: %s %s" % (handler.request.method, handler.request.path),
+                            code="not_found")
+    if isinstance(exc, web.HTTPError) and status_code < 500:
+        return GatewayError(status_code, exc.log_message or exc.reason or "bad request", code="bad_request")
+    return GatewayError(500, "internal error (request %s)" % handler.request_id, code="internal_error",
+                        kind="api_error")
+
+
+@web.stream_request_body
+class APIHandler(BaseHandler):
+    """An authenticated /api/v1 endpoint: read body -> auth -> limits -> the endpoint's work."""
+
+    def prepare(self) -> None:
+        self.started = time.monotonic()
+        self.key = None
+        self.decision = None
+        self.body_parts = []
+        self.body_size = 0
+        self.too_large = False
+        self.log_fields = {}
+        if self.gateway.draining:
+            raise errors.draining()
+        length = self.request.headers.get("Content-Length")
+        limit = self.config.max_body_size
+        if length and length.isdigit() and int(length) > limit:
+            raise _too_large(limit)
+        self.request.connection.set_max_body_size(limit + 1024 * 1024)
+
+    def data_received(self, chunk: bytes) -> None:
+        self.body_size += len(chunk)
+        if self.body_size > self.config.max_body_size:
+            self.too_large = True
+            self.body_parts = []
+        else:
+            self.body_parts.append(chunk)
+
+    def json_body(self) -> dict:
+        """The request body as a JSON object, or a 400/413 that names the problem."""
+        if self.too_large:
+            raise _too_large(self.config.max_body_size)
+        raw = b"".join(self.body_parts)
+        self.body_parts = []
+        if not raw.strip():
+            raise GatewayError(400, "the request body is empty; send a JSON object", code="invalid_json")
+        try:
+            body = ujson.loads(raw)
+        except (ValueError, OverflowError) as e:
+            raise GatewayError(400, "the request body is not valid JSON (%s)" % e, code="invalid_json")
+        if not isinstance(body, dict):
+            raise GatewayError(400, "the request body must be a JSON object, not %s" % _json_type(body),
+                               code="invalid_json")
+        return body
+
+    async def begin(self) -> dict:
+        """Reads the JSON body, then admits the request; auth and limit errors come before body errors."""
+        try:
+            body, problem = self.json_body(), None
+        except GatewayError as e:
+            body, problem = None, e
+        if body is not None:
+            self.wants_sse = self.answers_sse(body)
+        await self.admit()
+        if problem is not None:
+            raise problem
+        return body
+
+    def answers_sse(self, body: dict) -> bool:
+        """Whether this request's answer, errors included, is an event stream."""
+        return False
+
+    async def admit(self) -> None:
+        """Auth, then limits; after it the request holds a concurrency lease until on_finish."""
+        self.key = self.gateway.keys.authenticate(self.request.headers.get("Authorization"))
+        decision = await self.gateway.limiter.acquire(self.key.name, self.gateway.limits_for(self.key))
+        for name, value in decision.headers().items():
+            self.set_sticky_header(name, value)
+        if not decision.allowed:
+            if self.gateway.metrics is not None:
+                self.gateway.metrics.rate_limited(decision.reason)
+            raise GatewayError(429, decision.message(), code="rate_limit_exceeded",
+                               headers={"Retry-After": str(decision.retry_after)})
+        self.decision = decision
+        self.gateway.request_started()
+
+    def forward_headers(self) -> dict:
+        """Headers sent upstream besides the gateway's own: the request id, and X-Mock-* in mock mode."""
+        headers = {"X-Request-Id": self.request_id}
+        if self.config.forward_mock_headers:
+            for name, value in self.request.headers.get_all():
+                if name.lower().startswith("x-mock-"):
+                    headers[name] = value
+        return headers
+
+    async def fetch_whole(self, method: str, path: str, body: dict | None = None):
+        """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
+        c = self.config
+        self.upstream_call = self.gateway.upstream.start(
+            method, path, dumps(body) if body is not None else None,
+            timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers())
+        response = await self.upstream_call.future
+        if self.upstream_call.cancelled:
+            raise errors.draining() if self.gateway.draining else _ClientGone()
+        if response.code == 599:
+            raise errors.from_curl(curl_errno(response))
+        if response.code >= 300:
+            raise errors.from_upstream(response.code, response.body or b"", response.headers)
+        try:
+            return ujson.loads(response.body)
+        except ValueError:
+            raise GatewayError(502, "the upstream answered with a body that is not JSON",
+                               code="upstream_bad_json")
+
+    def account(self, usage: dict | None, outcome: str | None) -> None:
+        """Records usage and charges tokens once per request, off the response path."""
+        if self.key is None or "ended" in self.log_fields:
+            return
+        self.log_fields["ended"] = outcome or "error"
+        self.log_fields["usage"] = usage
+        loop = IOLoop.current()
+        loop.add_callback(self.gateway.accounting.record, self.key.name, usage, self.wants_sse,
+                          outcome or "error")
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        if isinstance(total, int) and total > 0:
+            loop.add_callback(self.gateway.limiter.add_tokens, self.key.name,
+                              self.gateway.limits_for(self.key), total)
+
+    def on_finish(self) -> None:
+        if self.key is not None and "ended" not in self.log_fields:
+            self.account(None, "upstream_error" if self.get_status() >= 500 else "rejected")
+        self._release()
+
+    def on_connection_close(self) -> None:
+        relay = getattr(self, "relay", None)
+        if relay is not None:
+            relay.client_gone()
+        call = getattr(self, "upstream_call", None)
+        if call is not None:
+            call.cancel()
+        self._release()
+
+    def _release(self) -> None:
+        decision, self.decision = getattr(self, "decision", None), None
+        if decision is not None:
+            self.gateway.request_finished()
+            if decision.lease is not None:
+                IOLoop.current().add_callback(self.gateway.limiter.release, decision)
+
+
+class _ClientGone(web.HTTPError):
+    """The client left while its request was upstream; there is nobody to answer."""
+
+    def __init__(self):
+        super().__init__(499, reason="Client Closed Request")
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, "the request body is larger than the limit of %d bytes" % limit,
+                        code="body_too_large")
+
+
+def _json_type(value) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number",
+            bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown paths: a JSON 404, whatever the method."""
+
+    def prepare(self) -> None:
+        raise GatewayError(404, "no such endpoint: %s %s" % (self.request.method, self.request.path),
+                           code="not_found")
+

@@ -1,0 +1,46 @@
+"""POST /api/v1/chat/completions: streamed as SSE, or returned whole; vision requests fall back."""
+
+from .. import validate
+from ..relay import StreamRelay
+from .base import APIHandler, dumps
+from .fallback import answer_whole
+
+
+class ChatCompletionsHandler(APIHandler):
+    """OpenAI-compatible chat completions relayed to the upstream's /chat/completions."""
+
+    def answers_sse(self, body: dict) -> bool:
+        if body.get("stream") is not True:
+            return False
+        return self.config.stream_fallback_format == "sse" or not validate.has_image(body)
+
+    async def post(self) -> None:
+        body = await self.begin()
+        validate.chat(body)
+        asked = body["model"]
+        sent = self.config.aliases.get(asked, asked)
+        body["model"] = sent
+        self.log_fields["model"] = asked
+        if validate.has_image(body):
+            await answer_whole(self, body, asked, streamed=body.get("stream") is True)
+        elif self.wants_sse:
+            await self.stream(body, asked, sent)
+        else:
+            result = await self.fetch_whole("POST", "/chat/completions", body)
+            if isinstance(result, dict) and "model" in result:
+                result["model"] = asked
+            self.account(result.get("usage") if isinstance(result, dict) else None, "completed")
+            self.write_json(result)
+
+    async def stream(self, body: dict, asked: str, sent: str) -> None:
+        options = body.get("stream_options") or {}
+        client_wants_usage = options.get("include_usage") is True
+        # Usage is always asked for, for accounting; a client that did not ask does not get the chunk.
+        body["stream_options"] = dict(options, include_usage=True)
+        self.relay = relay = StreamRelay(self, self.gateway, asked, sent, not client_wants_usage)
+        await relay.run(dumps(body), self.forward_headers())
+
+
+default_handlers = [
+    (r"/api/v1/chat/completions", ChatCompletionsHandler),
+]

@@ -1,0 +1,237 @@
+"""Relays one upstream SSE stream to one client, event by event, as each upstream read arrives.
+
+The per-read path (`on_chunk`) is the hot path: it splits events with the incremental parser, looks
+at each payload with cheap byte tests (`[DONE]`, an error object, a usage chunk, the model name to
+rewrite) and writes all complete events of the read with one write and one flush. JSON is parsed
+only for error events and, once at the end, for the last usage object.
+"""
+
+import time
+
+import ujson
+from tornado.iostream import StreamClosedError
+
+from . import errors, sse
+from .errors import GatewayError
+from .upstream import curl_errno
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+class Outcome:
+    """How a request ended, as the access log and accounting name it."""
+
+    COMPLETED = "completed"
+    CLIENT_GONE = "client_gone"
+    UPSTREAM_ERROR = "upstream_error"
+    TIMEOUT = "timeout"
+    DRAINED = "drained"
+
+
+class StreamRelay:
+    """The state of one streamed chat completion between the upstream and the client."""
+
+    def __init__(self, handler, gateway, model_asked: str, model_sent: str, drop_usage: bool):
+        self.handler = handler
+        self.gateway = gateway
+        self.parser = sse.SSEParser()
+        self.openai_errors = gateway.config.sse_error_format == "openai"
+        self.high_water = gateway.config.high_water_mark
+        if model_asked != model_sent:
+            self.rewrite = (ujson.dumps(model_sent).encode(), ujson.dumps(model_asked).encode())
+        else:
+            self.rewrite = None
+        self.drop_usage = drop_usage
+        self.call = None
+        now = time.monotonic()
+        self.started = self.last_read = self.last_write = now
+        self.first_event_at = None
+        self.headers_sent = False
+        self.saw_done = False
+        self.closed = False  # nothing more goes to the client
+        self.status = 0
+        self.error_body = []
+        self.error_size = 0
+        self.events = 0
+        self.bytes_out = 0
+        self.keepalives = 0
+        self.usage_raw = None
+        self.outcome = None
+        self.error = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self, body: bytes, extra_headers: dict) -> None:
+        c = self.gateway.config
+        self.gateway.streams.add(self)
+        try:
+            self.call = self.gateway.upstream.start(
+                "POST", "/chat/completions", body, timeout=c.total_timeout + 5,
+                extra_headers=extra_headers, on_chunk=self.on_chunk, on_status=self.on_status)
+            response = await self.call.future
+            if not self.closed:
+                self._upstream_finished(response)
+        finally:
+            self.gateway.streams.discard(self)
+
+    def on_status(self, status: int) -> None:
+        self.status = status
+        if status == 200 and not self.closed:
+            self._send_headers()
+            self.handler.flush()
+
+    def on_chunk(self, chunk: bytes) -> None:
+        if self.closed:
+            return
+        self.last_read = time.monotonic()
+        if self.status != 200:
+            if self.error_size < MAX_ERROR_BODY:
+                self.error_body.append(chunk)
+                self.error_size += len(chunk)
+            return
+        try:
+            events = self.parser.feed(chunk)
+        except sse.SSEError as e:
+            self.abort(GatewayError(502, str(e), code="upstream_bad_stream"), Outcome.UPSTREAM_ERROR)
+            return
+        if not events:
+            return
+        out = []
+        for data in events:
+            if data == sse.DONE_PAYLOAD:
+                self.saw_done = True
+                out.append(sse.DONE)
+                break
+            if b'"error"' in data:
+                err = _error_event(data)
+                if err is not None:
+                    self._write(out)
+                    self.abort(err, Outcome.UPSTREAM_ERROR)
+                    return
+            if self.rewrite is not None and self.rewrite[0] in data:
+                data = data.replace(self.rewrite[0], self.rewrite[1], 1)
+            if b'"usage"' in data:
+                self.usage_raw = data
+                if self.drop_usage and b'"choices":[]' in data:
+                    continue
+            out.append(b"data: " + data + b"\n\n")
+        if out:
+            if self.first_event_at is None:
+                self.first_event_at = self.last_read
+            self.events += len(out)
+            self.last_write = self.last_read
+            self._write(out)
+
+    def _write(self, out: list) -> None:
+        if not out or self.closed:
+            return
+        data = b"".join(out) if len(out) > 1 else out[0]
+        self.bytes_out += len(data)
+        if not self.headers_sent:
+            self._send_headers()
+        self.handler.write(data)
+        flushed = self.handler.flush()
+        call = self.call
+        if call is not None and not call.paused and self.handler.unsent_bytes() > self.high_water:
+            # Backpressure: stop reading the upstream until this client has taken what it owes.
+            call.pause()
+            flushed.add_done_callback(self._on_drained)
+
+    def _on_drained(self, _future) -> None:
+        if not self.closed:
+            self.call.resume()
+
+    def _send_headers(self) -> None:
+        self.headers_sent = True
+        self.handler.set_sse_headers()
+
+    def _upstream_finished(self, response) -> None:
+        if self.status and self.status != 200:
+            body = b"".join(self.error_body)
+            self.abort(errors.from_upstream(self.status, body, self.call.headers), Outcome.UPSTREAM_ERROR)
+        elif response.code == 599:
+            errno = curl_errno(response)
+            outcome = Outcome.TIMEOUT if errno == errors.CURLE_OPERATION_TIMEDOUT else Outcome.UPSTREAM_ERROR
+            self.abort(errors.from_curl(errno), outcome)
+        elif not self.saw_done:
+            self.abort(GatewayError(502, "the upstream ended the stream without [DONE]",
+                                    code="upstream_incomplete"), Outcome.UPSTREAM_ERROR)
+        else:
+            self.outcome = Outcome.COMPLETED
+            self._end()
+
+    def abort(self, err: GatewayError, outcome: str = Outcome.DRAINED) -> None:
+        """Ends the stream with an error event (or, before anything was sent, the error's status)."""
+        if self.closed:
+            return
+        self.error = err
+        self.outcome = outcome
+        if self.call is not None:
+            self.call.cancel()
+        if not self.headers_sent:
+            self.handler.set_status(err.status)
+            for name, value in err.headers.items():
+                self.handler.set_header(name, value)
+            self._send_headers()
+        self.handler.write(err.sse_event(self.openai_errors))
+        self._end()
+
+    def _end(self) -> None:
+        self.closed = True
+        if self.call is not None:
+            self.call.resume()
+        self.handler.account(self.usage(), self.outcome)
+        try:
+            self.handler.finish()
+        except StreamClosedError:
+            pass
+
+    def client_gone(self) -> None:
+        """The client closed its connection: stop the upstream transfer now."""
+        if self.closed:
+            return
+        self.closed = True
+        self.outcome = Outcome.CLIENT_GONE
+        if self.call is not None:
+            self.call.cancel()
+        self.handler.account(self.usage(), self.outcome)
+
+    # -- the sweep ------------------------------------------------------------------------------
+
+    def check(self, now: float, c) -> None:
+        """Called by Gateway.sweep: timeouts and keep-alives."""
+        if self.closed:
+            return
+        if self.first_event_at is None and now - self.started > c.first_event_timeout:
+            self.abort(errors.timeout("first_event"), Outcome.TIMEOUT)
+        elif self.first_event_at is not None and now - self.last_read > c.idle_timeout \
+                and not (self.call is not None and self.call.paused):
+            self.abort(errors.timeout("idle"), Outcome.TIMEOUT)
+        elif now - self.started > c.total_timeout:
+            self.abort(errors.timeout("total"), Outcome.TIMEOUT)
+        elif now - self.last_write >= c.keepalive_interval:
+            self.keepalives += 1
+            self.last_write = now
+            self._write([sse.KEEPALIVE])
+
+    # -- results --------------------------------------------------------------------------------
+
+    def usage(self) -> dict | None:
+        if self.usage_raw is None:
+            return None
+        try:
+            return ujson.loads(self.usage_raw).get("usage")
+        except (ValueError, AttributeError):
+            return None
+
+
+def _error_event(data: bytes) -> GatewayError | None:
+    """An upstream in-band error event, or None when `"error"` was only part of ordinary content."""
+    try:
+        obj = ujson.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or not obj.get("error"):
+        return None
+    return GatewayError(502, errors.upstream_text(data) or "the upstream reported an error",
+                        code="upstream_stream_error")
