@@ -10,6 +10,7 @@ The last user message says what to do, as space-separated key=value words:
     error_at=K    after K chunks, send the in-band `data: {"error": ...}` event and end (no [DONE])
     drop_at=K     after K chunks, drop the connection mid-stream
     head_delay=D  ms before the response headers
+    no_done=1     end the stream normally but without `data: [DONE]`
 
 A final chunk with finish_reason "stop" (and, when stream_options.include_usage, a separate usage
 chunk with `choices: []`, completion_tokens = N) and `data: [DONE]` end a normal stream.
@@ -37,7 +38,7 @@ def scenario(body):
             text = m["content"]
             break
     sc = {"chunks": 20, "delay": 0, "size": 8, "reasoning": 0, "status": 200,
-          "error_at": -1, "drop_at": -1, "head_delay": 0}
+          "error_at": -1, "drop_at": -1, "head_delay": 0, "no_done": 0}
     for k, v in _WORD.findall(text):
         if k in sc:
             sc[k] = int(v)
@@ -111,7 +112,7 @@ class ChatHandler(tornado.web.RequestHandler):
                      "total_tokens": 3 + sc["chunks"]}
             tail += "data: " + json.dumps({"id": "chatcmpl-test", "object": "chat.completion.chunk",
                                            "model": model, "choices": [], "usage": usage}) + "\n\n"
-        self._end(tail + "data: [DONE]\n\n")
+        self._end(tail + ("" if sc["no_done"] else "data: [DONE]\n\n"))
 
     def _end(self, text):
         self.write(text)
