@@ -27,29 +27,30 @@ class SSEParser:
     An event with several `data:` lines yields their values joined by `\\n`, as the spec says.
     """
 
-    __slots__ = ("_buf", "_data", "comments")
+    __slots__ = ("_buf", "_data", "_after_cr", "comments")
 
     def __init__(self) -> None:
         self._buf = b""
         self._data: bytes | None = None
+        self._after_cr = False  # the last read ended with CR: an LF starting the next one belongs to it
         self.comments = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if self._after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        self._after_cr = False
+        if b"\r" in chunk:
+            self._after_cr = chunk[-1:] == b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if self._buf:
             chunk = self._buf + chunk
-        keep = b""
-        if b"\r" in chunk:
-            if chunk[-1:] == b"\r":
-                # Maybe the first half of a CRLF: decide when the next read arrives.
-                chunk, keep = chunk[:-1], b"\r"
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = chunk.rfind(b"\n")
         if end < 0:
-            self._buf = chunk + keep
-            if len(self._buf) > MAX_EVENT_BYTES:
+            self._buf = chunk
+            if len(chunk) > MAX_EVENT_BYTES:
                 raise SSEError("upstream event larger than %d bytes" % MAX_EVENT_BYTES)
             return []
-        self._buf = chunk[end + 1:] + keep
+        self._buf = chunk[end + 1:]
         events = []
         data = self._data
         for line in chunk[:end].split(b"\n"):

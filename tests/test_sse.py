@@ -1,0 +1,77 @@
+"""The incremental SSE parser: every way an upstream can cut, merge and end its events."""
+
+import pytest
+
+from tornado_grok.sse import SSEError, SSEParser
+
+STREAM = (b'data: {"a":1}\n\n'
+          b': ping\n\n'
+          b'data: {"b":"h\xc3\xa9llo \xf0\x9f\x9a\x80"}\n\n'
+          b'data: [DONE]\n\n')
+EXPECTED = [b'{"a":1}', '{"b":"héllo 🚀"}'.encode(), b"[DONE]"]
+
+
+def feed_all(parser, pieces):
+    out = []
+    for piece in pieces:
+        out.extend(parser.feed(piece))
+    return out
+
+
+def test_one_read_with_several_events_and_a_comment():
+    p = SSEParser()
+    assert p.feed(STREAM) == EXPECTED
+    assert p.comments == 1
+    assert not p.pending()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 16])
+def test_every_split_point_gives_the_same_events(size):
+    # Splitting into pieces of `size` bytes cuts events, line ends and the multi-byte characters.
+    pieces = [STREAM[i:i + size] for i in range(0, len(STREAM), size)]
+    assert feed_all(SSEParser(), pieces) == EXPECTED
+
+
+def test_utf8_character_split_across_two_reads():
+    raw = 'data: {"c":"🚀"}\n\n'.encode()
+    cut = raw.index(b"\xf0") + 2  # inside the 4-byte rocket
+    p = SSEParser()
+    assert p.feed(raw[:cut]) == []
+    assert p.feed(raw[cut:]) == ['{"c":"🚀"}'.encode()]
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\r", b"\n"])
+def test_line_ends(eol):
+    raw = b"data: x" + eol + eol + b"data: y" + eol + eol
+    assert SSEParser().feed(raw) == [b"x", b"y"]
+
+
+def test_crlf_split_between_cr_and_lf():
+    p = SSEParser()
+    assert p.feed(b"data: x\r") == []
+    assert p.feed(b"\n\r") == [b"x"]  # CRLF then a CR: the blank line ends the event at once
+    assert p.feed(b"\ndata: y\r\n\r\n") == [b"y"]  # the LF completing that CRLF adds no blank line
+
+
+def test_multiline_data_and_other_fields():
+    raw = b"event: message\nid: 7\nretry: 10\ndata: one\ndata:two\n\n"
+    assert SSEParser().feed(raw) == [b"one\ntwo"]
+
+
+def test_blank_keepalives_and_empty_comment_yield_nothing():
+    p = SSEParser()
+    assert p.feed(b"\n\n:\n\n: keep-alive\n\n") == []
+    assert p.comments == 2
+
+
+def test_unfinished_event_is_pending():
+    p = SSEParser()
+    assert p.feed(b'data: {"partial"') == []
+    assert p.pending()
+
+
+def test_oversized_event_is_refused():
+    p = SSEParser()
+    with pytest.raises(SSEError):
+        for _ in range(10):
+            p.feed(b"data: " + b"x" * (1024 * 1024))
