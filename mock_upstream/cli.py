@@ -1,0 +1,57 @@
+"""Command line: `python -m mock_upstream [--host H] [--port P] [--speed F] ...` (see --help)."""
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import signal
+import sys
+
+from mock_upstream.app import start
+from mock_upstream.scenarios import BUILTIN_SCENARIOS
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m mock_upstream", description="Mock xAI upstream: recordings, faults, journal.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only unless --allow-remote)")
+    p.add_argument("--port", type=int, default=8600, help="port (0 = any free port; the line printed says which)")
+    p.add_argument("--speed", type=float, default=1.0, help="delay multiplier: 1 real timing, 0 no delays")
+    p.add_argument("--require-key", default=os.environ.get("MOCK_REQUIRE_KEY"), help="accept only this Bearer key (env MOCK_REQUIRE_KEY)")
+    p.add_argument("--recordings", action="append", default=[], metavar="DIR", help="extra recordings directory (repeatable)")
+    p.add_argument("--scenarios", default=BUILTIN_SCENARIOS, metavar="FILE", help="scenarios and rules (TOML)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    args = p.parse_args(argv)
+    if args.speed < 0:
+        p.error("--speed must not be negative")
+    if not args.allow_remote and not is_loopback(args.host):
+        p.error(f"refusing to listen on non-loopback {args.host!r} without --allow-remote")
+    return args
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(args: argparse.Namespace) -> None:
+    options = dict(speed=args.speed, require_key=args.require_key, recordings_dirs=args.recordings,
+                   scenarios_file=args.scenarios)
+    server, port = start(args.port, args.host, **options)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"mock_upstream listening on http://{shown}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.stop()
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    asyncio.run(serve(args))
+    sys.exit(0)

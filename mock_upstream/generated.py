@@ -1,0 +1,133 @@
+"""Responses made up on the spot: the synthetic load generator and the default answer.
+
+`synthetic` is byte-compatible with shared/bench/mock_sse.js (same parameters, defaults, limits,
+text, chunk layout, usage numbers): `chunks=N delay=MS size=CHARS` in the last user message. It is
+the path load tests use, so the event bytes are built once per request by concatenation, with no
+json.dumps per chunk, and back-to-back chunks are written in batches of 256 like mock_sse.js.
+"""
+
+import math
+import re
+import time
+
+from mock_upstream.plan import DONE_BYTES, Plan, Step, dumps
+
+MAX_CHUNKS = 100_000
+MAX_SIZE = 65_536
+MAX_DELAY = 600_000
+BATCH = 256
+RING = 16
+ALPHA = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ "
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DEFAULT_DELAY = 0.005  # seconds between the default answer's word chunks, at speed 1
+DEFAULT_CREATED = 1767225600  # a fixed `created` keeps the default answer deterministic
+
+_PARAM = {k: re.compile(r"(?:^|\s)" + k + r"\s*=\s*(-?\d+)") for k in ("chunks", "delay", "size")}
+_TAG = re.compile(r"\[mock:[^\]]*\]")
+
+
+def message_text(message) -> str:
+    """A message's text: string content, or its text parts joined by spaces (as mock_sse.js)."""
+    if not isinstance(message, dict):
+        return ""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p["text"] if isinstance(p, dict) and isinstance(p.get("text"), str) else "" for p in content)
+    return ""
+
+
+def last_user_text(body: dict) -> str:
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return message_text(message)
+    return ""
+
+
+def wants_synthetic(body: dict) -> bool:
+    return _PARAM["chunks"].search(last_user_text(body)) is not None
+
+
+def _param(text: str, key: str, default: int, high: int) -> int:
+    match = _PARAM[key].search(text)
+    return default if match is None else min(high, max(0, int(match.group(1))))
+
+
+def chunk_text(size: int, k: int) -> str:
+    return "".join(ALPHA[(i + k) % len(ALPHA)] for i in range(size))
+
+
+def usage_for(body: dict, completion_tokens: int) -> dict:
+    """mock_sse.js's rough numbers: one token per 4 prompt characters, at least one."""
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    prompt = max(1, math.ceil(sum(len(message_text(m)) for m in messages) / 4))
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
+
+
+def synthetic(body: dict, batch: bool = True) -> Plan:
+    """The mock_sse.js stream (or completion) for this body. `batch=False` gives one step per chunk."""
+    text = last_user_text(body)
+    chunks = _param(text, "chunks", 20, MAX_CHUNKS)
+    delay = _param(text, "delay", 0, MAX_DELAY) / 1000.0
+    size = _param(text, "size", 8, MAX_SIZE)
+    model = body.get("model") if isinstance(body.get("model"), str) else "bench"
+    created = int(time.time())
+    usage = usage_for(body, chunks)
+    if not body.get("stream"):
+        content = "".join(chunk_text(size, k % RING) for k in range(chunks))
+        completion = {"id": "chatcmpl-bench", "object": "chat.completion", "created": created, "model": model,
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                      "usage": usage}
+        wait = delay * chunks if delay > 0 and chunks > 0 else 0.0
+        return Plan(200, {}, False, dumps(completion), wait)
+    head = b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[{"index":0,"delta":' % (
+        created, dumps(model))
+    events = [head + b'{"content":' + dumps(chunk_text(size, k)) + b'},"finish_reason":null}]}\n\n' for k in range(min(RING, chunks))]
+    tail = head + b'{},"finish_reason":"stop"}]'
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        tail += b',"usage":' + dumps(usage)
+    tail += b"}\n\n" + DONE_BYTES
+    return Plan(200, dict(SSE_HEADERS), True, steps=_steps(events, chunks, delay, tail, batch))
+
+
+def _steps(events: list, chunks: int, delay: float, tail: bytes, batch: bool) -> list:
+    if delay == 0 and batch:
+        steps = []
+        for start in range(0, chunks, BATCH):
+            steps.append(Step(0.0, b"".join(events[k % RING] for k in range(start, min(chunks, start + BATCH)))))
+        return steps + [Step(0.0, tail, done=True)]
+    if chunks == 0:
+        return [Step(delay, tail, done=True)]
+    steps = [Step(delay, events[k % RING]) for k in range(chunks)]
+    return steps + [Step(0.0, tail, done=True)]
+
+
+def default_answer(body: dict, completion_id: str) -> Plan:
+    """A short deterministic reply derived from the prompt, streamed word by word, with usage."""
+    prompt = _TAG.sub("", last_user_text(body)).split()
+    echo = " ".join(prompt[:12]) + (" …" if len(prompt) > 12 else "")
+    words = ("Mock answer to: " + (echo or "(an empty prompt)")).split(" ")
+    model = body.get("model") if isinstance(body.get("model"), str) else ""
+    usage = usage_for(body, len(words))
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": DEFAULT_CREATED, "model": model}
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": " ".join(words)}
+        completion = dict(base, object="chat.completion",
+                          choices=[{"index": 0, "message": message, "finish_reason": "stop"}], usage=usage)
+        return Plan(200, {}, False, dumps(completion), DEFAULT_DELAY * len(words))
+    steps = []
+    for i, word in enumerate(words):
+        delta = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
+        steps.append(Step(DEFAULT_DELAY, b"data: " + dumps(dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}])) + b"\n\n"))
+    steps.append(Step(0.0, b"data: " + dumps(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])) + b"\n\n"))
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        steps.append(Step(0.0, b"data: " + dumps(dict(base, choices=[], usage=usage)) + b"\n\n"))
+    steps.append(Step(0.0, DONE_BYTES, done=True))
+    return Plan(200, dict(SSE_HEADERS), True, steps=steps)
+
+
+__all__ = ["default_answer", "last_user_text", "message_text", "synthetic", "wants_synthetic"]

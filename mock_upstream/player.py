@@ -1,0 +1,119 @@
+"""Plays a Plan on a request handler: status, headers, timed writes, actions; says how it ended.
+
+The handler provides `gone` (a tornado Event set when the client leaves or the mock drops the link),
+`dropped`, `drop()`, `count_event()` and the usual RequestHandler methods. `play()` returns
+"complete" (a stream that sent [DONE], or any whole non-stream response), "fault" (the stream ended
+without [DONE]: error event, stall, disconnect) or "client_closed".
+"""
+
+import datetime
+import http.client
+
+from tornado.iostream import StreamClosedError
+from tornado.util import TimeoutError as TornadoTimeout
+
+from mock_upstream.plan import DISCONNECT, STALL, Plan
+
+CLIENT_CLOSED = "client_closed"
+
+
+class ClientGone(Exception):
+    """The client went away (or the mock dropped the connection) during a pause."""
+
+
+async def pause(handler, seconds: float) -> None:
+    """Sleep, but wake up as soon as the client leaves."""
+    if seconds <= 0:
+        return
+    try:
+        await handler.gone.wait(timeout=datetime.timedelta(seconds=seconds))
+    except TornadoTimeout:
+        return
+    raise ClientGone()
+
+
+async def play(handler, plan: Plan, speed: float) -> str:
+    try:
+        await pause(handler, plan.slow_headers)
+        if not plan.stream:
+            return await _play_body(handler, plan, speed)
+        if plan.close_delimited:
+            return await _play_raw(handler, plan, speed)
+        return await _play_stream(handler, plan, speed)
+    except (ClientGone, StreamClosedError):
+        return "fault" if handler.dropped else CLIENT_CLOSED
+
+
+async def _play_body(handler, plan: Plan, speed: float) -> str:
+    await pause(handler, plan.body_delay * speed)
+    if plan.disconnect_at is not None:
+        await pause(handler, plan.disconnect_at)
+        handler.drop()
+        return "fault"
+    handler.set_status(plan.status)
+    for name, value in plan.headers.items():
+        handler.set_header(name, value)
+    if "Content-Type" not in plan.headers:
+        handler.set_header("Content-Type", "application/json")
+    await handler.finish(plan.body)
+    return "complete"
+
+
+async def _play_stream(handler, plan: Plan, speed: float) -> str:
+    handler.set_status(plan.status)
+    handler.set_header("Content-Type", "text/event-stream")
+    handler.set_header("Cache-Control", "no-cache")
+    for name, value in plan.headers.items():
+        handler.set_header(name, value)
+    await handler.flush()
+    if plan.disconnect_at is not None:
+        handler.drop_later(plan.disconnect_at)
+    done = False
+    for step in plan.steps:
+        if step.delay and speed:
+            await pause(handler, step.delay * speed)
+        if handler.dropped:
+            return "fault"
+        if step.action == DISCONNECT:
+            handler.drop()
+            return "fault"
+        if step.action == STALL:
+            await pause(handler, step.hold)
+            break
+        handler.write(step.data)
+        if step.event:
+            handler.count_event()
+        done = done or step.done
+        await handler.flush()
+    if handler.dropped:
+        return "fault"
+    handler.outcome = "complete" if done else "fault"
+    await handler.finish()
+    return handler.outcome
+
+
+async def _play_raw(handler, plan: Plan, speed: float) -> str:
+    """No chunked framing, no Content-Length: HTTP/1.1 body delimited by closing the connection."""
+    stream = handler.take_stream()
+    reason = http.client.responses.get(plan.status, "Unknown")
+    head = [f"HTTP/1.1 {plan.status} {reason}", "Content-Type: text/event-stream", "Cache-Control: no-cache"]
+    head += [f"{k}: {v}" for k, v in plan.headers.items() if k.lower() not in ("content-type", "cache-control")]
+    head.append("Connection: close")
+    done = False
+    try:
+        await stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        for step in plan.steps:
+            if step.delay and speed:
+                await pause(handler, step.delay * speed)
+            if step.action == DISCONNECT:
+                return "fault"
+            if step.action == STALL:
+                await pause(handler, step.hold)
+                break
+            await stream.write(step.data)
+            if step.event:
+                handler.count_event()
+            done = done or step.done
+        return "complete" if done else "fault"
+    finally:
+        stream.close()

@@ -1,0 +1,142 @@
+"""Scenarios (recordings, generators, recordings plus a fault) and choosing one for a request.
+
+Selection, first match wins (README.md "Choosing a scenario"):
+  1. header `X-Mock-Scenario: NAME` (or, without it, a runtime fault's `scenario`);
+  2. a tag `[mock:NAME]` in the last user message;
+  3. the model `mock-NAME`;
+  4. the rules of scenarios.toml;
+  5. `synthetic` when the last user message says `chunks=N`;
+  6. `default`.
+"""
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+
+from mock_upstream.faults import Fault, FaultError, merge, parse_fault
+from mock_upstream.generated import last_user_text, wants_synthetic
+from mock_upstream.recordings import Recording
+
+BUILTIN_SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios.toml")
+GENERATORS = {"default": "a short deterministic answer derived from the prompt",
+              "synthetic": "mock_sse.js-compatible load stream: chunks=N delay=MS size=CHARS"}
+_TAG = re.compile(r"\[mock:([A-Za-z0-9_.-]+)\]")
+
+
+class ScenarioError(ValueError):
+    """scenarios.toml is invalid, or a request named a scenario that does not exist."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named behaviour: a recording or a generator, maybe with a fault on top."""
+
+    name: str
+    description: str = ""
+    recording: Recording | None = None
+    generator: str | None = None
+    fault: Fault | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`when` matches body fields: equality on top-level keys, `contains`, `has_image`."""
+
+    when: dict
+    scenario: str
+
+    def matches(self, body: dict) -> bool:
+        for key, expected in self.when.items():
+            if key == "contains":
+                if expected not in last_user_text(body):
+                    return False
+            elif key == "has_image":
+                if has_image(body) != expected:
+                    return False
+            elif body.get(key) != expected:
+                return False
+        return True
+
+
+def has_image(body: dict) -> bool:
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
+            return True
+    return False
+
+
+class Registry:
+    """All scenarios by name, and the rules; built once when the app starts."""
+
+    def __init__(self, recordings: dict, scenarios_file: str | None = BUILTIN_SCENARIOS):
+        self.scenarios = {name: Scenario(name, d, generator=name) for name, d in GENERATORS.items()}
+        for name, rec in recordings.items():
+            fault = parse_fault(rec.fault) if rec.fault else None
+            self.scenarios[name] = Scenario(name, rec.description, recording=rec, fault=fault)
+        self.rules = []
+        if scenarios_file:
+            self._load(scenarios_file)
+
+    def names(self) -> list:
+        return sorted(self.scenarios)
+
+    def get(self, name: str) -> Scenario:
+        try:
+            return self.scenarios[name]
+        except KeyError:
+            raise ScenarioError(f"unknown mock scenario {name!r}; known: {', '.join(self.names())}") from None
+
+    def select(self, headers, body: dict, forced: str | None = None) -> Scenario:
+        """The scenario for this request (see the module docstring for the order)."""
+        name = headers.get("X-Mock-Scenario") or forced
+        if name:
+            return self.get(name.strip())
+        tag = _TAG.search(last_user_text(body))
+        if tag:
+            return self.get(tag.group(1))
+        model = body.get("model")
+        if isinstance(model, str) and model.startswith("mock-"):
+            return self.get(model[len("mock-"):])
+        for rule in self.rules:
+            if rule.matches(body):
+                return self.get(rule.scenario)
+        return self.scenarios["synthetic" if wants_synthetic(body) else "default"]
+
+    def _load(self, path: str) -> None:
+        where = os.path.basename(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ScenarioError(f"{where}: {e}") from None
+        unknown = set(data) - {"scenario", "rule"}
+        if unknown:
+            raise ScenarioError(f"{where}: unknown table(s): {', '.join(sorted(unknown))}")
+        for i, item in enumerate(data.get("scenario", []), 1):
+            self._add_scenario(item, f"{where}: scenario #{i}")
+        for i, item in enumerate(data.get("rule", []), 1):
+            self._add_rule(item, f"{where}: rule #{i}")
+
+    def _add_scenario(self, item: dict, where: str) -> None:
+        if set(item) - {"name", "base", "description", "fault"} or not isinstance(item.get("name"), str):
+            raise ScenarioError(f"{where}: needs name, base, and optional description and fault only")
+        base = self.scenarios.get(item.get("base"))
+        if base is None:
+            raise ScenarioError(f"{where}: unknown base {item.get('base')!r}")
+        try:
+            fault = parse_fault(item.get("fault", {}))
+        except FaultError as e:
+            raise ScenarioError(f"{where}: fault: {e}") from None
+        self.scenarios[item["name"]] = Scenario(item["name"], item.get("description", base.description),
+                                                base.recording, base.generator, merge(base.fault, fault))
+
+    def _add_rule(self, item: dict, where: str) -> None:
+        when, name = item.get("when"), item.get("scenario")
+        if set(item) - {"when", "scenario"} or not isinstance(when, dict) or not when:
+            raise ScenarioError(f"{where}: needs a non-empty `when` table and a `scenario`")
+        if name not in self.scenarios:
+            raise ScenarioError(f"{where}: unknown scenario {name!r}")
+        self.rules.append(Rule(dict(when), name))

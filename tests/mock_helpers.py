@@ -1,0 +1,182 @@
+"""Run the mock upstream as a real subprocess for tests; plain functions, no pytest magic.
+
+    from tests.mock_helpers import start_mock, mock_headers
+
+    with start_mock("--speed", "0") as mock:        # or: mock = start_mock(); ...; mock.stop()
+        client = OpenAI(api_key="k", base_url=mock.base)
+        requests.post(mock.base + "/chat/completions", json=body,
+                      headers={"Authorization": "Bearer k", **mock_headers("story", test_id="t1")})
+        mock.set_fault("t1", {"disconnect_after": 3}, times=1)
+        entry = mock.wait_ended(timeout=5, test_id="t1")   # the mock saw that request end
+        assert entry["ended"] == "client_closed"
+
+MockProcess: .url (http://127.0.0.1:PORT), .base (.../v1), .port, .journal(test_id=None),
+.clear_journal(), .wait_entry(seq=None, timeout=5, ended=False, test_id=None),
+.wait_ended(seq=None, timeout=5, test_id=None), .set_fault(test_id, fault, times=None),
+.clear_faults(test_id=None), .scenarios(), .stop(). Without `seq` the wait is for the latest
+entry (of `test_id` when given). The mock is started with `--port 0`; the port comes from the one
+line it prints, never from a fixed number, and nothing here sleeps to synchronise.
+"""
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+READY_PREFIX = "mock_upstream listening on "
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def mock_headers(scenario=None, test_id=None, speed=None) -> dict:
+    """The X-Mock-* headers that pick a scenario, tag a test, or change the speed of one request."""
+    headers = {}
+    if scenario is not None:
+        headers["X-Mock-Scenario"] = scenario
+    if test_id is not None:
+        headers["X-Mock-Test-Id"] = test_id
+    if speed is not None:
+        headers["X-Mock-Speed"] = str(speed)
+    return headers
+
+
+class MockError(RuntimeError):
+    """The mock did not start, or an admin call failed."""
+
+
+class MockProcess:
+    """A running `python -m mock_upstream`; also a context manager that stops it on exit."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, stderr_file):
+        self.proc = proc
+        self.url = url
+        self.base = url + "/v1"
+        self.port = int(url.rsplit(":", 1)[1])
+        self._stderr = stderr_file
+
+    # -- admin API -----------------------------------------------------------------------------
+
+    def admin(self, method: str, path: str, body=None, timeout: float = 10.0, ok=(200,)):
+        """Call /_mock/<path>; returns (status, parsed JSON)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + "/_mock/" + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with _NO_PROXY.open(request, timeout=timeout) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        parsed = json.loads(raw) if raw else None
+        if status not in ok:
+            raise MockError(f"{method} /_mock/{path} -> {status}: {raw[:500]!r}")
+        return status, parsed
+
+    def journal(self, test_id=None) -> list:
+        query = "?" + urllib.parse.urlencode({"test_id": test_id}) if test_id is not None else ""
+        return self.admin("GET", "journal" + query)[1]["entries"]
+
+    def clear_journal(self) -> None:
+        self.admin("DELETE", "journal")
+
+    def wait_entry(self, seq=None, timeout: float = 5.0, ended: bool = False, test_id=None) -> dict:
+        """Long-poll the mock until entry `seq` (or the latest) exists (and has ended if `ended`)."""
+        query = {"timeout": timeout, "ended": int(ended)}
+        if seq is not None:
+            query["seq"] = seq
+        if test_id is not None:
+            query["test_id"] = test_id
+        status, reply = self.admin("GET", "journal/wait?" + urllib.parse.urlencode(query),
+                                   timeout=timeout + 10, ok=(200, 408))
+        if status != 200:
+            raise TimeoutError(f"mock journal: entry {seq or 'latest'} not {'ended' if ended else 'seen'} "
+                               f"within {timeout} s (last state: {reply.get('entry')})")
+        return reply["entry"]
+
+    def wait_ended(self, seq=None, timeout: float = 5.0, test_id=None) -> dict:
+        """Wait until the mock saw request `seq` (or the latest) end; returns its journal entry."""
+        return self.wait_entry(seq, timeout, ended=True, test_id=test_id)
+
+    def set_fault(self, test_id: str, fault: dict, times=None) -> None:
+        body = {"test_id": test_id, "fault": fault}
+        if times is not None:
+            body["times"] = times
+        self.admin("POST", "faults", body)
+
+    def clear_faults(self, test_id=None) -> None:
+        query = "?" + urllib.parse.urlencode({"test_id": test_id}) if test_id is not None else ""
+        self.admin("DELETE", "faults" + query)
+
+    def scenarios(self) -> list:
+        return self.admin("GET", "scenarios")[1]["names"]
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def stderr(self) -> str:
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+    def stop(self) -> int:
+        """Terminate (SIGTERM, then SIGKILL after 5 s); returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._stderr.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_mock(*args, env=None, timeout: float = 15.0) -> MockProcess:
+    """Start `python -m mock_upstream --port 0 *args` and wait for its listening line."""
+    stderr_file = tempfile.TemporaryFile()
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    full_env["PYTHONPATH"] = REPO + os.pathsep + full_env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([sys.executable, "-m", "mock_upstream", "--port", "0", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=stderr_file, env=full_env)
+    try:
+        line = _read_line(proc, timeout)
+    except Exception:
+        proc.kill()
+        proc.wait()
+        stderr_file.seek(0)
+        detail = stderr_file.read().decode("utf-8", "replace")
+        stderr_file.close()
+        raise MockError(f"mock_upstream did not start: {detail[-2000:]}") from None
+    if not line.startswith(READY_PREFIX):
+        proc.kill()
+        raise MockError(f"unexpected first line from mock_upstream: {line!r}")
+    return MockProcess(proc, line[len(READY_PREFIX):].strip(), stderr_file)
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The first stdout line, waiting on the pipe with a deadline (no sleeping)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise TimeoutError("no listening line")
+            data = os.read(proc.stdout.fileno(), 4096)
+            if not data:
+                raise EOFError("mock_upstream exited")
+            buf += data
+    return buf.split(b"\n", 1)[0].decode()
