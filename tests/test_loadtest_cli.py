@@ -232,3 +232,28 @@ def test_module_entry_point_refuses_remote():
                        cwd=os.path.dirname(HERE), capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "refusing" in p.stderr
 
+
+
+@pytest.mark.parametrize("extra", [["-c", "3"], ["--rate", "50", "--seed", "1"]])
+def test_stop_event_ends_a_run_early_and_cancels_streams(target, extra):
+    """What Ctrl-C does: stop issuing, end the open streams, keep what was measured."""
+    import asyncio
+    from tornado_grok.loadtest.client import Target
+    from tornado_grok.loadtest.shapes import Shape, run_load
+
+    args = cli.build_parser().parse_args(["--url", target.url, "--duration", "60"] + extra)
+    shape = Shape(concurrency=args.concurrency, rate=args.rate, seed=args.seed, duration=60)
+
+    async def go():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.3, stop.set)
+        return await run_load(Target(target.url, prompt="chunks=100 delay=100"), shape, stop=stop)
+    rec, me, _ = asyncio.run(go())
+    assert rec.started == rec.finished >= 1
+    assert set(rec.ends) == {"cancelled"}
+
+
+def test_ramp_up(target, capsys):
+    doc = run_json(capsys, "--url", target.url, "-c", "4", "-n", "8", "--ramp-up", "0.2",
+                   "--prompt", "chunks=2")
+    assert doc["config"]["ramp_up_s"] == 0.2 and doc["runs"][0]["summary"]["ok"] == 8

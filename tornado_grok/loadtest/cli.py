@@ -33,6 +33,8 @@ def build_parser():
     g = p.add_argument_group("load shape (closed loop unless --rate)")
     g.add_argument("-c", "--concurrency", type=int, default=10,
                    help="closed loop: streams in flight (default %(default)s)")
+    g.add_argument("--ramp-up", type=float, default=0.0, metavar="S",
+                   help="closed loop: start the streams evenly over S seconds (default: all at once)")
     g.add_argument("--rate", type=float, help="open loop: new requests per second, Poisson")
     g.add_argument("--seed", type=int, help="open loop: arrival schedule seed (default: random, reported)")
     g.add_argument("--max-inflight", type=int, default=10000,
@@ -77,6 +79,8 @@ def _check(args, parser):
         parser.error("--requests must be >= 1")
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration must be > 0")
+    if args.ramp_up < 0:
+        parser.error("--ramp-up must be >= 0")
     if args.timeout <= 0 or args.connect_timeout <= 0:
         parser.error("timeouts must be > 0")
     if args.requests is None and args.duration is None:
@@ -91,6 +95,7 @@ def _config(args, shape):
         "stream": args.stream, "shape": shape.describe(), "mode": "open" if args.rate else "closed",
         "concurrency": None if args.rate else args.concurrency, "rate": args.rate, "seed": args.seed,
         "max_inflight": args.max_inflight if args.rate else None,
+        "ramp_up_s": None if args.rate else args.ramp_up,
         "requests": args.requests, "duration_s": args.duration, "timeout_s": args.timeout,
         "warmup": args.warmup,
     }
@@ -144,7 +149,8 @@ def main(argv=None):
         print(f"loadtest: {e}", file=sys.stderr)
         return 2
     shape = Shape(concurrency=args.concurrency, rate=args.rate, seed=args.seed,
-                  requests=args.requests, duration=args.duration, max_inflight=args.max_inflight)
+                  requests=args.requests, duration=args.duration, max_inflight=args.max_inflight,
+                  ramp_up=args.ramp_up)
     need = (args.max_inflight if args.rate else args.concurrency) + 64
     soft = raise_fd_limit(need)
     if soft < need:

@@ -434,9 +434,9 @@ class Client:
     async def _connect(self):
         loop = asyncio.get_running_loop()
         t = self.target
-        coro = loop.create_connection(lambda: Conn(self.rec), t.host, t.port, ssl=t.ssl,
-                                      server_hostname=t.host if t.ssl else None)
-        _, conn = await asyncio.wait_for(coro, t.connect_timeout)
+        async with asyncio.timeout(t.connect_timeout):  # cheaper than wait_for: no extra task
+            _, conn = await loop.create_connection(lambda: Conn(self.rec), t.host, t.port, ssl=t.ssl,
+                                                   server_hostname=t.host if t.ssl else None)
         self.connections_opened += 1
         return conn
 

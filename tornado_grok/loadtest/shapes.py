@@ -28,11 +28,13 @@ class Shape:
     requests: Optional[int] = None       # cap on requests issued (arrivals, in open loop)
     duration: Optional[float] = None     # cap on seconds spent issuing
     max_inflight: int = 10000            # open loop: arrivals beyond this are dropped, counted
+    ramp_up: float = 0.0                 # closed loop: spread the workers' starts over S seconds
 
     def describe(self):
         if self.rate:
             return f"open loop, {self.rate:g} req/s Poisson (seed {self.seed})"
-        return f"closed loop, {self.concurrency} in flight"
+        ramp = f", ramp-up {self.ramp_up:g} s" if self.ramp_up else ""
+        return f"closed loop, {self.concurrency} in flight{ramp}"
 
 
 def poisson_arrivals(rate, seed=None):
@@ -62,14 +64,18 @@ async def closed_loop(client, shape, stop):
     cap = shape.requests
     issued = 0
 
-    async def worker():
+    n = shape.concurrency if cap is None else min(shape.concurrency, cap)
+    t0 = perf()
+
+    async def worker(i):
         nonlocal issued
+        if shape.ramp_up:  # worker i starts at i/n of the ramp (a stop cancels the sleep)
+            await asyncio.sleep(max(0.0, t0 + shape.ramp_up * i / n - perf()))
         while (cap is None or issued < cap) and perf() < deadline and not stop.is_set():
             issued += 1
             await client.request()
 
-    n = shape.concurrency if cap is None else min(shape.concurrency, cap)
-    await asyncio.gather(*(worker() for _ in range(n)))
+    await asyncio.gather(*(worker(i) for i in range(n)))
 
 
 async def open_loop(client, shape, stop):
@@ -77,17 +83,27 @@ async def open_loop(client, shape, stop):
     start = perf()
     rec = client.rec
     tasks = set()
+    try:
+        await _arrivals(client, shape, stop, start, rec, tasks)
+    except asyncio.CancelledError:  # stopped: end the requests still running, then re-raise
+        pending = list(tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise
+
+
+async def _arrivals(client, shape, stop, start, rec, tasks):
     for i, offset in enumerate(poisson_arrivals(shape.rate, shape.seed)):
         if (shape.requests is not None and i >= shape.requests) or \
                 (shape.duration is not None and offset >= shape.duration) or stop.is_set():
             break
         delay = start + offset - perf()
-        if delay > 0:
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                break
-            except asyncio.TimeoutError:
-                pass
+        while delay > 0 and not stop.is_set():  # sleep in slices so a stop is seen promptly
+            await asyncio.sleep(min(delay, TICK_S))
+            delay = start + offset - perf()
+        if stop.is_set():
+            break
         if rec.open >= shape.max_inflight:
             rec.dropped += 1
             continue
@@ -133,7 +149,11 @@ async def run_load(target, shape, *, progress=False, label="target", stop=None, 
                                return_when=asyncio.FIRST_COMPLETED)
             if stopper.done() and not task.done():
                 client.abort_all("cancelled")
-                await task
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
                 break
             if perf() >= next_tick:
                 pct = mon.sample(next_tick)
@@ -144,7 +164,8 @@ async def run_load(target, shape, *, progress=False, label="target", stop=None, 
                 next_tick += TICK_S
                 if next_tick < perf():  # fell far behind: do not replay missed ticks
                     next_tick = perf() + TICK_S
-        task.result()
+        if not task.cancelled():
+            task.result()
     finally:
         stopper.cancel()
         client.close()
