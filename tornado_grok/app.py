@@ -8,12 +8,12 @@ from tornado import web
 
 from .config import Config
 from .gateway import Gateway
-from .handlers import chat, health, images, models, vision
+from .handlers import admin, chat, health, images, models, vision
 from .handlers.base import NotFoundHandler
 
 access_log = logging.getLogger("tornado_grok.access")
 
-ROUTE_MODULES = (chat, images, vision, models, health)
+ROUTE_MODULES = (chat, images, vision, models, health, admin)
 
 
 def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.Application:

@@ -1,0 +1,97 @@
+"""Usage accounting kept in Redis, so that every process and machine adds to the same totals.
+
+Each client key's totals are one hash `tg:usage:{NAME}` (the fields of Accounting.FIELDS, added to
+with HINCRBY), and the set `tg:usage:keys` lists the names. While Redis is unreachable the increments
+wait in process memory and are written when it is back, so an outage loses no usage (unless the
+process ends first).
+"""
+
+import collections
+
+from redis.exceptions import RedisError
+
+from .accounting import Accounting, usage_numbers
+from .errors import GatewayError
+from .ratelimit_redis import PREFIX, RedisHealth, RedisLimiter, connect
+
+
+class RedisAccounting:
+    """The same record()/snapshot() as Accounting, stored in Redis."""
+
+    FIELDS = Accounting.FIELDS
+    shared = True
+
+    def __init__(self, client, health: RedisHealth, prefix: str = PREFIX, owns_client: bool = False):
+        self.client = client
+        self.health = health
+        self.prefix = prefix
+        self._owns_client = owns_client
+        self._pending: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+    def _hash(self, key: str) -> str:
+        return "%susage:{%s}" % (self.prefix, key)
+
+    async def record(self, key: str, usage: dict | None, stream: bool, ended: str) -> None:
+        prompt, completion, reasoning = usage_numbers(usage)
+        t = self._pending[key]
+        t["requests"] += 1
+        t["prompt_tokens"] += prompt
+        t["completion_tokens"] += completion
+        t["reasoning_tokens"] += reasoning
+        if stream:
+            t["streams"] += 1
+            if ended == "client_gone":
+                t["abandoned_streams"] += 1
+        if ended not in ("completed", "client_gone"):
+            t["errors"] += 1
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Writes the pending increments in one MULTI/EXEC; keeps them for later if Redis is down."""
+        if self.health.down or not self._pending:
+            return
+        pending, self._pending = self._pending, collections.defaultdict(collections.Counter)
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for key, counts in pending.items():
+                    pipe.sadd(self.prefix + "usage:keys", key)
+                    for field, n in counts.items():
+                        if n:
+                            pipe.hincrby(self._hash(key), field, n)
+                await pipe.execute()
+        except (RedisError, OSError) as e:
+            self.health.failed(e)
+            for key, counts in pending.items():
+                self._pending[key].update(counts)
+
+    async def snapshot(self) -> dict:
+        if not self.health.down:
+            await self.flush()
+        try:
+            names = sorted(await self.client.smembers(self.prefix + "usage:keys"))
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(self._hash(name))
+                rows = await pipe.execute()
+        except (RedisError, OSError) as e:
+            self.health.failed(e)
+            raise GatewayError(503, "the usage store (Redis) is unreachable; retry shortly",
+                               code="usage_unavailable", headers={"Retry-After": "1"})
+        return {name: {f: int(row.get(f, 0)) for f in self.FIELDS} for name, row in zip(names, rows)}
+
+    async def close(self) -> None:
+        if self._pending and not self.health.down:
+            await self.flush()
+        if self._owns_client:
+            await self.client.aclose()
+
+
+def make_accounting(config, limiter=None):
+    """Accounting in Redis when the limiter is (sharing its connection and outage state), else in memory."""
+    if config.ratelimit_backend != "redis":
+        return Accounting()
+    if isinstance(limiter, RedisLimiter):
+        return RedisAccounting(limiter.client, limiter.health)
+    client = connect(config.redis_url)
+    return RedisAccounting(client, RedisHealth(client, config.redis_url, config.redis_failure_mode),
+                           owns_client=True)
