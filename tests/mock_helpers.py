@@ -180,3 +180,46 @@ def _read_line(proc: subprocess.Popen, timeout: float) -> str:
                 raise EOFError("mock_upstream exited")
             buf += data
     return buf.split(b"\n", 1)[0].decode()
+
+
+def raw_exchange(url: str, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw request bytes to http://HOST:PORT and read until the server closes the connection."""
+    import socket
+
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                return data
+            data += piece
+
+
+def raw_post(path: str, body: dict, headers=None) -> bytes:
+    """A complete HTTP/1.1 POST (Connection: close) with a JSON body, as bytes."""
+    payload = json.dumps(body).encode()
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
+             f"Content-Length: {len(payload)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def dechunk(raw: bytes):
+    """Split a raw HTTP/1.1 response: (head, body, complete). `complete` is False when a chunked
+    body lacks its terminating zero-size chunk (the connection was dropped)."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" not in head.lower():
+        return head, rest, None
+    body = b""
+    while True:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            return head, body, False
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return head, body, True
+        if len(rest) < size + 2:
+            return head, body + rest[:size], False
+        body, rest = body + rest[:size], rest[size + 2:]
