@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -11,7 +12,9 @@ from tornado.netutil import bind_sockets
 from . import auth
 from .app import make_app
 from .config import Config
+from .accounting_redis import make_accounting
 from .gateway import Gateway
+from .ratelimit_redis import make_limiter
 
 log = logging.getLogger("tornado_grok")
 
@@ -47,7 +50,9 @@ async def serve(config: Config, sockets=None) -> int:
     if config.mock:
         await start_mock(config)
     extra = [auth.dev_key()] if config.mock else []
-    gateway = Gateway(config, keys=auth.KeyStore(config.keys_file, extra=extra))
+    limiter = make_limiter(config)
+    gateway = Gateway(config, keys=auth.KeyStore(config.keys_file, extra=extra), limiter=limiter,
+                      accounting=make_accounting(config, limiter))
     app = make_app(config, gateway)
     server = HTTPServer(app, max_body_size=config.max_body_size + 1024 * 1024,
                         idle_connection_timeout=max(config.total_timeout, 3600))
@@ -72,4 +77,74 @@ async def serve(config: Config, sockets=None) -> int:
 
 def run(config: Config) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    if config.workers > 1:
+        return run_workers(config)
     return asyncio.run(serve(config))
+
+
+def run_workers(config: Config) -> int:
+    """Binds the port once, forks config.workers processes that share it, and supervises them.
+
+    SIGTERM/SIGINT are passed on to every worker (each drains, then exits); a worker that dies any
+    other way is replaced. Each worker has its own limiter state unless ratelimit_backend is "redis",
+    and in mock mode its own bundled mock upstream.
+    """
+    if config.ratelimit_backend == "memory":
+        say("NOTE: %d workers with the memory rate-limit backend: limits are PER PROCESS, so each key "
+            "may get up to %d times its limits. Set ratelimit_backend = \"redis\" for one shared limit."
+            % (config.workers, config.workers))
+    if config.mock:
+        say("NOTE: mock mode: each worker serves from its own bundled mock upstream.")
+    sockets = bind_sockets(config.port, config.host)
+    config.port = sockets[0].getsockname()[1]
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 1
+            try:
+                code = asyncio.run(serve(config, sockets))
+            finally:
+                logging.shutdown()
+                sys.stdout.flush()
+                os._exit(code)
+        children[pid] = index
+
+    def forward(sig, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    for index in range(config.workers):
+        spawn(index)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = restarts = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if not stopping and restarts < 100:
+            restarts += 1
+            log.error("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
+            spawn(index)
+        elif not stopping:
+            log.error("workers keep exiting (%d restarts); stopping", restarts)
+            forward(signal.SIGTERM, None)
+            worst = 1
+        else:
+            worst = max(worst, code if code > 0 else 0)
+    return worst
