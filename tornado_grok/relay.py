@@ -1,9 +1,9 @@
 """Relays one upstream SSE stream to one client, event by event, as each upstream read arrives.
 
-The per-read path (`on_chunk`) is the hot path: it splits events with the incremental parser, looks
-at each payload with cheap byte tests (`[DONE]`, an error object, a usage chunk, the model name to
-rewrite) and writes all complete events of the read with one write and one flush. JSON is parsed
-only for error events and, once at the end, for the last usage object.
+The per-read path (`on_chunk`) is the hot path: it splits events with the incremental parser, checks
+each payload is a JSON object (ujson, about a microsecond; a malformed chunk becomes an error event
+instead of breaking the client's SDK), rewrites an aliased model name in the bytes, and writes all
+complete events of the read with one write and one flush. Nothing is re-encoded.
 """
 
 import time
@@ -55,7 +55,7 @@ class StreamRelay:
         self.events = 0
         self.bytes_out = 0
         self.keepalives = 0
-        self.usage_raw = None
+        self.usage_seen = None
         self.outcome = None
         self.error = None
 
@@ -68,7 +68,7 @@ class StreamRelay:
             self.call = self.gateway.upstream.start(
                 "POST", "/chat/completions", body, timeout=c.total_timeout + 5,
                 extra_headers=extra_headers, on_chunk=self.on_chunk, on_status=self.on_status)
-            response = await self.call.future
+            response = await self.call.response()
             if not self.closed:
                 self._upstream_finished(response)
         finally:
@@ -84,6 +84,9 @@ class StreamRelay:
         if self.closed:
             return
         self.last_read = time.monotonic()
+        if not self.status:
+            # A fast response can finish (and flush its body) before the queued header callbacks run.
+            self.status = self.call.response_code()
         if self.status != 200:
             if self.error_size < MAX_ERROR_BODY:
                 self.error_body.append(chunk)
@@ -102,18 +105,28 @@ class StreamRelay:
                 self.saw_done = True
                 out.append(sse.DONE)
                 break
-            if b'"error"' in data:
-                err = _error_event(data)
-                if err is not None:
-                    self._write(out)
-                    self.abort(err, Outcome.UPSTREAM_ERROR)
-                    return
+            # Parsed to check it, never re-encoded: the client gets the upstream's own bytes.
+            try:
+                obj = ujson.loads(data)
+            except ValueError:
+                obj = None
+            if type(obj) is not dict:
+                self._write(out)
+                self.abort(GatewayError(502, "the upstream sent an event that is not a JSON object",
+                                        code="upstream_bad_event"), Outcome.UPSTREAM_ERROR)
+                return
+            if obj.get("error"):
+                self._write(out)
+                self.abort(GatewayError(502, errors.upstream_text(data) or "the upstream reported an error",
+                                        code="upstream_stream_error"), Outcome.UPSTREAM_ERROR)
+                return
+            usage = obj.get("usage")
+            if usage:
+                self.usage_seen = usage
+                if self.drop_usage and not obj.get("choices"):
+                    continue
             if self.rewrite is not None and self.rewrite[0] in data:
                 data = data.replace(self.rewrite[0], self.rewrite[1], 1)
-            if b'"usage"' in data:
-                self.usage_raw = data
-                if self.drop_usage and b'"choices":[]' in data:
-                    continue
             out.append(b"data: " + data + b"\n\n")
         if out:
             if self.first_event_at is None:
@@ -146,6 +159,8 @@ class StreamRelay:
         self.handler.set_sse_headers()
 
     def _upstream_finished(self, response) -> None:
+        if not self.status and response.code != 599:
+            self.status = response.code
         if self.status and self.status != 200:
             body = b"".join(self.error_body)
             self.abort(errors.from_upstream(self.status, body, self.call.headers), Outcome.UPSTREAM_ERROR)
@@ -217,21 +232,4 @@ class StreamRelay:
     # -- results --------------------------------------------------------------------------------
 
     def usage(self) -> dict | None:
-        if self.usage_raw is None:
-            return None
-        try:
-            return ujson.loads(self.usage_raw).get("usage")
-        except (ValueError, AttributeError):
-            return None
-
-
-def _error_event(data: bytes) -> GatewayError | None:
-    """An upstream in-band error event, or None when `"error"` was only part of ordinary content."""
-    try:
-        obj = ujson.loads(data)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict) or not obj.get("error"):
-        return None
-    return GatewayError(502, errors.upstream_text(data) or "the upstream reported an error",
-                        code="upstream_stream_error")
+        return self.usage_seen if isinstance(self.usage_seen, dict) else None

@@ -57,6 +57,23 @@ class UpstreamCall:
     def _prepare(self, curl) -> None:
         self.curl = curl
 
+    async def response(self) -> HTTPResponse:
+        """The final response; a transport failure comes back as a 599 response, never raised."""
+        try:
+            return await self.future
+        except Exception as e:  # tornado raises transport errors even with raise_error=False
+            return HTTPResponse(self.request, 599, error=e)
+
+    def response_code(self) -> int:
+        """The upstream's HTTP status as libcurl knows it now (0 before the status line)."""
+        # Safe from a streaming callback: tornado resets a handle only after its final flush.
+        if not self.status and self.curl is not None:
+            try:
+                return self.curl.getinfo(pycurl.RESPONSE_CODE)
+            except pycurl.error:
+                return 0
+        return self.status
+
     def cancel(self) -> None:
         if not self.cancelled and self.future is not None and not self.future.done():
             self.cancelled = True
@@ -102,7 +119,7 @@ class UpstreamClient:
               extra_headers: dict | None = None,
               on_chunk: Callable[[bytes], None] | None = None,
               on_status: Callable[[int], None] | None = None) -> UpstreamCall:
-        """Starts a request; await `call.future` for the HTTPResponse (errors never raise).
+        """Starts a request; `await call.response()` for the HTTPResponse (errors never raise).
 
         With `on_chunk` the body is streamed: each read reaches on_chunk as it arrives, and on_status
         is called with the status once the upstream's headers are complete, before any chunk.
@@ -123,10 +140,17 @@ class UpstreamClient:
         call.future = self.http.fetch(request, raise_error=False)
         self.active.add(call)
         call.future.add_done_callback(lambda _f: self.active.discard(call))
+        call.future.add_done_callback(_retrieve)
         return call
 
     def close(self) -> None:
         self.http.close()
+
+
+def _retrieve(future) -> None:
+    """Marks a failed future's exception as seen (response() reports it) so asyncio does not log it."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _header_parser(call: UpstreamCall, on_status: Callable[[int], None] | None):

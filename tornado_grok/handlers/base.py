@@ -195,7 +195,7 @@ class APIHandler(BaseHandler):
         self.upstream_call = self.gateway.upstream.start(
             method, path, dumps(body) if body is not None else None,
             timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers())
-        response = await self.upstream_call.future
+        response = await self.upstream_call.response()
         if self.upstream_call.cancelled:
             raise errors.draining() if self.gateway.draining else _ClientGone()
         if response.code == 599:

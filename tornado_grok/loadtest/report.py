@@ -105,8 +105,11 @@ def table(doc):
                                                  ("p50", "p90", "p99", "max")) + f"{d.get('n', 0):>9}")
         ends = ", ".join(f"{k} {v}" for k, v in sorted(s["ends"].items(), key=lambda kv: -kv[1]))
         out.append(f"  ends       {ends or '-'}")
-        for e in s["first_errors"]:
-            out.append(f"    e.g. {e}")
+        odd = {k: v for k, v in s["status_counts"].items() if k != "200"}
+        if odd:
+            out.append("  statuses   " + ", ".join(f"{k}: {v}" for k, v in sorted(odd.items())))
+        for e in s["error_examples"]:
+            out.append(f"    e.g. {e['error']}  (x{e['count']})")
         out.append(f"  load tester: cpu {me['cpu_pct_of_one_core']:.0f}% of one core "
                    f"(peak {_fmt(me['peak_interval_cpu_pct'], 0)}%), loop lag p99 "
                    f"{me['loop_lag_ms_p99']:.1f} ms, rss {me['rss_mib_max']:.0f} MiB")

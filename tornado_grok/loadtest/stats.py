@@ -10,6 +10,7 @@ from array import array
 perf = time.perf_counter
 
 PERCENTILES = (50, 90, 99)
+MAX_EXAMPLES = 5
 
 
 def percentile(sorted_values, p):
@@ -49,7 +50,7 @@ class Recorder:
         self.token_reports = 0
         self.ends = {}
         self.statuses = {}
-        self.first_errors = []
+        self.error_examples = {}  # first distinct error messages -> how often each was seen
         self.t_start = perf()
         self.t_last_end = self.t_start
         self.timeline = []  # (t_s, finished, done, chunks, tokens, open, cpu_pct)
@@ -90,9 +91,13 @@ class Recorder:
         if res.tokens is not None:
             self.tokens += res.tokens
             self.token_reports += 1
-        if end not in ("done", "cancelled") and len(self.first_errors) < 5:
+        if end not in ("done", "cancelled"):
             detail = res.error if end == "error_event" else res.detail
-            self.first_errors.append(f"{end}: {str(detail)[:200]}" if detail else end)
+            msg = f"{end}: {' '.join(str(detail).split())[:200]}" if detail else end
+            if msg in self.error_examples:
+                self.error_examples[msg] += 1
+            elif len(self.error_examples) < MAX_EXAMPLES:
+                self.error_examples[msg] = 1
 
     def tick(self, cpu_pct):
         self.timeline.append((round(perf() - self.t_start, 3), self.finished,
@@ -118,7 +123,7 @@ def summarize(rec, wall_s=None):
         "ends": dict(rec.ends),
         "status_counts": {str(k): v for k, v in rec.statuses.items()},
         "dropped_arrivals": rec.dropped,
-        "first_errors": list(rec.first_errors),
+        "error_examples": [{"error": k, "count": v} for k, v in rec.error_examples.items()],
         "wall_s": round(wall, 3),
         "requests_per_s": rate(done),
         "chunks": rec.chunks,

@@ -1,0 +1,81 @@
+"""Fixtures shared by the test suite. Every server is a real process on a free loopback port.
+
+Fixtures:
+  mock          session: the mock upstream (`python -m mock_upstream --port 0 --speed 0`), from
+                tests/mock_helpers.py; `.base` is its /v1 URL, `.journal()` what it received.
+  tmp_root      session: a temporary folder for config and keys files.
+  gateway       session: a gateway (`python run.py --port 0 ...`) in front of `mock`, with the
+                default settings; `.base` is its /api/v1 URL, `.stderr` its log so far.
+  key           session: a client key of `gateway`, made with `run.py keys add` (the real CLI).
+  headers       the request headers of the seed's examples, with `key`.
+  make_gateway  function: start_gateway(settings={...}, upstream_url=..., key_name=...) for a gateway
+                with settings of its own; returns (gateway, key); stopped after the test.
+  openai_client / async_openai_client: the official SDK pointed at `gateway` with `key`.
+"""
+
+import os
+import uuid
+
+import pytest
+
+from tests import servers
+from tests.mock_helpers import start_mock
+
+
+@pytest.fixture(scope="session")
+def mock():
+    m = start_mock("--speed", "0")
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("gw"))
+
+
+@pytest.fixture(scope="session")
+def gateway(mock, tmp_root):
+    g = servers.start_gateway(os.path.join(tmp_root, "main"), mock.base)
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="session")
+def key(gateway, tmp_root):
+    return servers.add_key(os.path.join(tmp_root, "main", "keys.json"), "tests")
+
+
+@pytest.fixture
+def headers(key):
+    return {"Authorization": "Bearer " + key, "Content-Type": "application/json",
+            "Accept": "text/event-stream"}
+
+
+@pytest.fixture
+def make_gateway(mock, tmp_path):
+    started = []
+
+    def start(settings=None, upstream_url="mock", key_name="k", key_flags=(), **kwargs):
+        folder = os.path.join(str(tmp_path), uuid.uuid4().hex[:8])
+        url = mock.base if upstream_url == "mock" else upstream_url
+        g = servers.start_gateway(folder, url, settings, **kwargs)
+        started.append(g)
+        k = servers.add_key(os.path.join(folder, "keys.json"), key_name, *key_flags) if key_name else None
+        return g, k
+
+    yield start
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture
+def openai_client(gateway, key):
+    import openai
+    return openai.OpenAI(api_key=key, base_url=gateway.base, max_retries=0)
+
+
+@pytest.fixture
+def async_openai_client(gateway, key):
+    import openai
+    return openai.AsyncOpenAI(api_key=key, base_url=gateway.base, max_retries=0)
