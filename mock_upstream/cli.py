@@ -8,7 +8,8 @@ import signal
 import sys
 
 from mock_upstream.app import start
-from mock_upstream.scenarios import BUILTIN_SCENARIOS
+from mock_upstream.recordings import RecordingError
+from mock_upstream.scenarios import BUILTIN_SCENARIOS, ScenarioError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,5 +54,9 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    asyncio.run(serve(args))
+    try:
+        asyncio.run(serve(args))
+    except (RecordingError, ScenarioError, OSError) as e:
+        print(f"mock_upstream: error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(0)
