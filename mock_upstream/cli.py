@@ -41,13 +41,13 @@ def is_loopback(host: str) -> bool:
 async def serve(args: argparse.Namespace) -> None:
     options = dict(speed=args.speed, require_key=args.require_key, recordings_dirs=args.recordings,
                    scenarios_file=args.scenarios)
-    server, port = start(args.port, args.host, **options)
-    shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"mock_upstream listening on http://{shown}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)  # before the line below: tests signal right after it
+    server, port = start(args.port, args.host, **options)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"mock_upstream listening on http://{shown}:{port}", flush=True)
     await stop.wait()
     server.stop()
 
