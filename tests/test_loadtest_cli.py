@@ -21,7 +21,7 @@ from tornado_grok.loadtest.shapes import poisson_schedule  # noqa: E402
 
 RUN_KEYS = {"label", "url", "endpoint", "summary", "self", "connections_opened", "timeline"}
 SUMMARY_KEYS = {"started", "finished", "ok", "errors", "errors_by_kind", "ends", "status_counts",
-                "dropped_arrivals", "first_errors", "wall_s", "requests_per_s", "chunks",
+                "dropped_arrivals", "error_examples", "wall_s", "requests_per_s", "chunks",
                 "chunks_per_s", "tokens", "tokens_per_s", "ttft_ms", "gap_ms", "total_ms",
                 "headers_ms"}
 STAT_KEYS = {"n", "mean", "min", "p50", "p90", "p99", "max"}
@@ -123,7 +123,8 @@ def test_error_classification(target, capsys, prompt, kind):
     doc = run_json(capsys, "--url", target.url, "-c", "2", "-n", "4", "--prompt", prompt)
     s = doc["runs"][0]["summary"]
     assert s["ends"] == {kind: 4} and s["errors_by_kind"] == {kind: 4} and s["ok"] == 0
-    assert s["first_errors"] and s["first_errors"][0].startswith(kind)
+    assert len(s["error_examples"]) == 1 and s["error_examples"][0]["count"] == 4
+    assert s["error_examples"][0]["error"].startswith(kind)
 
 
 def test_timeout(target, capsys):

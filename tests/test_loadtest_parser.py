@@ -109,6 +109,23 @@ def test_request_bytes_are_a_valid_post():
     assert Target("http://127.0.0.1/v1/chat/completions").path == "/v1/chat/completions"
 
 
+@pytest.mark.parametrize("eol", [b"\r", b"\r\n", b"\n"])
+def test_any_sse_line_ending_byte_by_byte(eol):
+    body = b"".join(e.replace(b"\n", eol) for e in (
+        b": ping\n\n", b"id: 1\ndata: " + json.dumps({"choices": [{"delta": {"content": "a"}}]}).encode()
+        + b"\n\n", delta(content="b"), b"data: [DONE]\n\n"))
+    raw = SSE_HEAD + chunked(body)
+    for pieces in (None, byte_by_byte(raw)):
+        res, rec, _, _ = feed(raw, pieces)
+        assert (res.end, res.chunks, len(rec.gap_ms)) == ("done", 2, 1)
+
+
+def test_multiline_data_event():
+    raw = SSE_HEAD + chunked(b'data: {"choices":[{"delta":\ndata: {"content":"x"}}]}\n\ndata: [DONE]\n\n')
+    res, _, _, _ = feed(raw)
+    assert res.end == "done" and res.chunks == 1
+
+
 def test_in_band_error_event():
     raw = SSE_HEAD + chunked(delta(content="a"), b'data: {"error":"API error: boom"}\n\n')
     res, rec, _, _ = feed(raw)

@@ -19,6 +19,8 @@ ENDS = ("done", "error_event", "http_error", "disconnected", "timeout", "connect
         "no_done", "protocol_error", "cancelled")
 
 _MAX_HEAD = 64 * 1024
+_CONTENT_NEEDLES = (b'"content":"', b'"content": "', b'"reasoning_content":"',
+                    b'"reasoning_content": "')
 _MAX_KEPT_BODY = 4096  # error / JSON bodies kept for inspection
 
 
@@ -79,54 +81,70 @@ class Target:
 
 
 class _SSE:
-    """Incremental SSE parser feeding one Result and the shared Recorder."""
+    """Incremental SSE parser feeding one Result and the shared Recorder.
 
-    __slots__ = ("res", "rec", "buf", "data")
+    Works on whole events: the buffer is split at blank lines, and an event that is one `data:`
+    line (the usual case) is handled without walking its lines. CR and CRLF line ends are
+    normalised to LF first.
+    """
+
+    __slots__ = ("res", "rec", "buf", "skip_lf")
 
     def __init__(self, res, rec):
         self.res = res
         self.rec = rec
         self.buf = b""
-        self.data = []
+        self.skip_lf = False
 
     def feed(self, chunk, now):
+        if self.skip_lf:  # the last chunk ended in CR: an LF now is the rest of that CRLF
+            self.skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         buf = self.buf + chunk if self.buf else chunk
-        start = 0
-        find = buf.find
-        while True:
-            nl = find(b"\n", start)
-            if nl < 0:
-                break
-            line = buf[start:nl]
-            start = nl + 1
-            if line[-1:] == b"\r":
-                line = line[:-1]
-            if not line:
-                if self.data:
-                    self.dispatch(now)
-            elif line[:5] == b"data:":
-                v = line[5:]
-                self.data.append(v[1:] if v[:1] == b" " else v)
+        if b"\r" in buf:
+            self.skip_lf = buf[-1:] == b"\r"
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events = buf.split(b"\n\n")
+        self.buf = events.pop()  # the unfinished event, if any
+        for ev in events:
+            if ev[:5] == b"data:" and b"\n" not in ev:
+                self.dispatch(ev[6:] if ev[5:6] == b" " else ev[5:], now)
+            elif ev:
+                self._event_lines(ev, now)
+
+    def _event_lines(self, ev, now):
+        data = []
+        for line in ev.split(b"\n"):
+            if line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
             # comments (":...") and other fields carry no content
-        self.buf = buf[start:]
+        if data:
+            self.dispatch(b"\n".join(data), now)
 
     def close(self, now):
-        """End of body: a pending event without its blank line still counts (lenient)."""
-        if self.buf:
-            self.feed(b"\n", now)
-        if self.data:
-            self.dispatch(now)
+        """End of body: a last event without its blank line still counts (lenient)."""
+        buf, self.buf = self.buf, b""
+        if buf:
+            self._event_lines(buf, now)  # already LF-only
 
-    def dispatch(self, now):
-        d = self.data
-        payload = d[0] if len(d) == 1 else b"\n".join(d)
-        self.data = []
+    def dispatch(self, payload, now):
         res = self.res
         if payload[:6] == b"[DONE]":
             res.done = True
             return
+        special = b'"error"' in payload or b'"usage"' in payload
+        if not special:
+            # Fast path, no JSON parsing: a key "content" (or "reasoning_content") whose string
+            # value does not close at once is non-empty. Inside JSON strings quotes are escaped,
+            # so these needles only match the object's own keys.
+            for needle in _CONTENT_NEEDLES:
+                i = payload.find(needle)
+                if i >= 0 and payload[i + len(needle):i + len(needle) + 1] != b'"':
+                    self.rec.content_event(res, now)
+                    return
         has_content = b'content"' in payload
-        if not (has_content or b'"error"' in payload or b'"usage"' in payload):
+        if not (has_content or special):
             return
         try:
             ev = ujson.loads(payload)
