@@ -244,8 +244,8 @@ class RedisLimiter:
 
     def _decision(self, key: str, limits: Limits, out: list, zkey: str, member: str) -> Decision:
         d = Decision(bool(int(out[0])), key, limits, reason=out[1] or "", retry_after=int(out[2]))
-        d.remaining_requests, d.reset_requests = int(math.floor(float(out[3]))), float(out[4])
-        d.remaining_tokens, d.reset_tokens = int(math.floor(float(out[5]))), float(out[6])
+        d.remaining_requests, d.reset_requests = int(float(out[3])), float(out[4])
+        d.remaining_tokens, d.reset_tokens = int(float(out[5])), float(out[6])
         if d.allowed and limits.concurrent_requests:
             d.lease = _Lease(zkey, member)
             self._held[member] = zkey
