@@ -6,6 +6,7 @@
   python run.py record [ARGS]        run the recording proxy (see --help)
   python run.py keys add NAME        create a client key; prints only the key
   python run.py keys list            list key names
+  python run.py usage [--url URL]    per-key usage from a running gateway's /admin/usage
   python run.py loadtest [ARGS]      load-test an OpenAI-compatible endpoint (see --help)
 """
 
@@ -66,6 +67,49 @@ def keys_main(argv: list[str]) -> int:
     return 0
 
 
+def usage_main(argv: list[str]) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from tornado_grok import config as cfg
+
+    p = argparse.ArgumentParser(prog="run.py usage", description="Print per-key usage from GET /admin/usage.")
+    p.add_argument("--url", help="the gateway's base URL (default: http://host:port of the config)")
+    p.add_argument("--admin-key", help="default: config admin_key (env TG_ADMIN_KEY)")
+    p.add_argument("--config", help="config file (default conf/gateway.toml, env TG_CONFIG)")
+    p.add_argument("--json", action="store_true", help="print the JSON as returned")
+    args = p.parse_args(argv)
+    config = cfg.load(args.config, {})
+    url = (args.url or "http://%s:%d" % (config.host, config.port)).rstrip("/") + "/admin/usage"
+    admin_key = args.admin_key or config.admin_key
+    if not admin_key:
+        p.error("no admin key: pass --admin-key or set admin_key (env TG_ADMIN_KEY)")
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + admin_key})
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as r:
+            doc = json.load(r)
+    except urllib.error.HTTPError as e:
+        print("run.py usage: %s answered %d: %s" % (url, e.code, e.read().decode("utf-8", "replace")),
+              file=sys.stderr)
+        return 1
+    except OSError as e:
+        print("run.py usage: cannot reach %s: %s" % (url, e), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    columns = ("requests", "streams", "abandoned_streams", "prompt_tokens", "completion_tokens",
+               "reasoning_tokens", "errors")
+    rows = [("key",) + columns] + [(name,) + tuple(str(t.get(c, 0)) for c in columns)
+                                   for name, t in doc["keys"].items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    print("(%s usage, %s backend)" % (doc.get("scope"), doc.get("backend")), file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     if command == "mock":
@@ -79,6 +123,8 @@ def main(argv: list[str]) -> int:
         return cli.main(argv[1:]) or 0
     if command == "keys":
         return keys_main(argv[1:])
+    if command == "usage":
+        return usage_main(argv[1:])
     if command in ("serve",):
         argv = argv[1:]
     return serve_main(argv)

@@ -99,12 +99,14 @@ def run_workers(config: Config) -> int:
     config.port = sockets[0].getsockname()[1]
     children: dict[int, int] = {}
     stopping = False
+    supervisor = os.getpid()
 
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
+            _die_with_parent(supervisor)
             code = 1
             try:
                 code = asyncio.run(serve(config, sockets))
@@ -148,3 +150,14 @@ def run_workers(config: Config) -> int:
         else:
             worst = max(worst, code if code > 0 else 0)
     return worst
+
+
+def _die_with_parent(supervisor: int) -> None:
+    """Linux: a worker is sent SIGTERM (and drains) if its supervisor dies, even by SIGKILL."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
