@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import ujson
 
+from .parse import BodyCollector, SSEParser, classify_body
+
 perf = time.perf_counter
 
 # How a request ended. Only "done" is a success.
@@ -19,9 +21,6 @@ ENDS = ("done", "error_event", "http_error", "disconnected", "timeout", "connect
         "no_done", "protocol_error", "cancelled")
 
 _MAX_HEAD = 64 * 1024
-_CONTENT_NEEDLES = (b'"content":"', b'"content": "', b'"reasoning_content":"',
-                    b'"reasoning_content": "')
-_MAX_KEPT_BODY = 4096  # error / JSON bodies kept for inspection
 
 
 class Result:
@@ -78,117 +77,6 @@ class Target:
         if key:
             head.append(f"Authorization: Bearer {key}")
         self.request_bytes = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
-
-
-class _SSE:
-    """Incremental SSE parser feeding one Result and the shared Recorder.
-
-    Works on whole events: the buffer is split at blank lines, and an event that is one `data:`
-    line (the usual case) is handled without walking its lines. CR and CRLF line ends are
-    normalised to LF first.
-    """
-
-    __slots__ = ("res", "rec", "buf", "skip_lf")
-
-    def __init__(self, res, rec):
-        self.res = res
-        self.rec = rec
-        self.buf = b""
-        self.skip_lf = False
-
-    def feed(self, chunk, now):
-        if self.skip_lf:  # the last chunk ended in CR: an LF now is the rest of that CRLF
-            self.skip_lf = False
-            if chunk[:1] == b"\n":
-                chunk = chunk[1:]
-        buf = self.buf + chunk if self.buf else chunk
-        if b"\r" in buf:
-            self.skip_lf = buf[-1:] == b"\r"
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events = buf.split(b"\n\n")
-        self.buf = events.pop()  # the unfinished event, if any
-        for ev in events:
-            if ev[:5] == b"data:" and b"\n" not in ev:
-                self.dispatch(ev[6:] if ev[5:6] == b" " else ev[5:], now)
-            elif ev:
-                self._event_lines(ev, now)
-
-    def _event_lines(self, ev, now):
-        data = []
-        for line in ev.split(b"\n"):
-            if line[:5] == b"data:":
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            # comments (":...") and other fields carry no content
-        if data:
-            self.dispatch(b"\n".join(data), now)
-
-    def close(self, now):
-        """End of body: a last event without its blank line still counts (lenient)."""
-        buf, self.buf = self.buf, b""
-        if buf:
-            self._event_lines(buf, now)  # already LF-only
-
-    def dispatch(self, payload, now):
-        res = self.res
-        if payload[:6] == b"[DONE]":
-            res.done = True
-            return
-        special = b'"error"' in payload or b'"usage"' in payload
-        if not special:
-            # Fast path, no JSON parsing: a key "content" (or "reasoning_content") whose string
-            # value does not close at once is non-empty. Inside JSON strings quotes are escaped,
-            # so these needles only match the object's own keys.
-            for needle in _CONTENT_NEEDLES:
-                i = payload.find(needle)
-                if i >= 0 and payload[i + len(needle):i + len(needle) + 1] != b'"':
-                    self.rec.content_event(res, now)
-                    return
-        has_content = b'content"' in payload
-        if not (has_content or special):
-            return
-        try:
-            ev = ujson.loads(payload)
-        except ValueError:
-            return
-        if type(ev) is not dict:
-            return
-        err = ev.get("error")
-        if err:
-            if res.error is None:
-                res.error = err if isinstance(err, str) else ujson.dumps(err)
-            return
-        if has_content:
-            for ch in ev.get("choices") or ():
-                delta = ch.get("delta") if type(ch) is dict else None
-                if delta and (delta.get("content") or delta.get("reasoning_content")):
-                    self.rec.content_event(res, now)
-                    break
-        usage = ev.get("usage")
-        if usage and type(usage) is dict:
-            ct = usage.get("completion_tokens")
-            if isinstance(ct, int):
-                res.tokens = ct
-
-
-class _Body:
-    """Keeps the first bytes of a non-SSE body (JSON answer or error)."""
-
-    __slots__ = ("parts", "size")
-
-    def __init__(self):
-        self.parts = []
-        self.size = 0
-
-    def feed(self, chunk, now):
-        if self.size < _MAX_KEPT_BODY * 256:  # non-streaming answers can be large; keep ~1 MiB
-            self.parts.append(chunk)
-            self.size += len(chunk)
-
-    def close(self, now):
-        pass
-
-    def bytes(self):
-        return b"".join(self.parts)
 
 
 _HEAD, _CL, _CHUNKED, _EOF = range(4)
@@ -306,9 +194,9 @@ class Conn(asyncio.Protocol):
         conn_hdr = headers.get("connection", "").lower()
         self.keep = version == "HTTP/1.1" and "close" not in conn_hdr or "keep-alive" in conn_hdr
         if status == 200 and self.target.stream and ctype.startswith("text/event-stream"):
-            self.sink = _SSE(res, self.rec)
+            self.sink = SSEParser(res, self.rec)
         else:
-            self.sink = _Body()
+            self.sink = BodyCollector()
         if "chunked" in headers.get("transfer-encoding", "").lower():
             self.state = _CHUNKED
             self.cbuf = b""
@@ -395,47 +283,12 @@ class Conn(asyncio.Protocol):
         sink = self.sink
         sink.close(now)
         res.t_end = now
-        if isinstance(sink, _SSE):
+        if isinstance(sink, SSEParser):
             res.end = "error_event" if res.error is not None else ("done" if res.done else "no_done")
         else:
-            _classify_body(res, sink.bytes(), self.target.stream, self.rec, now)
+            classify_body(res, sink.bytes(), self.target.stream, self.rec, now)
         self.reusable = self.keep and self.state != _EOF and not self.closed
         self._resolve()
-
-
-def _classify_body(res, body, stream, rec, now):
-    """A complete non-SSE body: a JSON answer, an error status, or a surprise."""
-    if res.status != 200:
-        res.end = "http_error"
-        res.detail = body[:300].decode("utf-8", "replace")
-        return
-    try:
-        obj = ujson.loads(body)
-    except ValueError:
-        obj = None
-    if type(obj) is dict and obj.get("error"):
-        res.end = "error_event"
-        err = obj["error"]
-        res.error = err if isinstance(err, str) else ujson.dumps(err)
-        return
-    if stream:
-        res.end = "protocol_error"
-        res.detail = f"asked to stream, got {res.content_type or 'no content type'}"
-        return
-    if type(obj) is not dict:
-        res.end = "protocol_error"
-        res.detail = "body is not a JSON object"
-        return
-    for ch in obj.get("choices") or ():
-        msg = ch.get("message") if type(ch) is dict else None
-        if msg and (msg.get("content") or msg.get("reasoning_content")):
-            rec.content_event(res, now)
-            break
-    usage = obj.get("usage")
-    if type(usage) is dict and isinstance(usage.get("completion_tokens"), int):
-        res.tokens = usage["completion_tokens"]
-    res.done = True
-    res.end = "done"
 
 
 class Client:

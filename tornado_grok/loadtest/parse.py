@@ -1,0 +1,156 @@
+"""Response bodies: the incremental SSE parser and the classification of non-SSE bodies.
+
+Per-event work is kept small: events are split at blank lines, a one-line `data:` event is taken
+whole, and an event is JSON-parsed (ujson) only when a cheap check cannot decide.
+"""
+import ujson
+
+_MAX_KEPT_BODY = 1 << 20  # non-streaming answers and error bodies kept for inspection
+_CONTENT_NEEDLES = (b'"content":"', b'"content": "', b'"reasoning_content":"',
+                    b'"reasoning_content": "')
+
+
+class SSEParser:
+    """Incremental SSE parser feeding one Result and the shared Recorder.
+
+    Works on whole events: the buffer is split at blank lines, and an event that is one `data:`
+    line (the usual case) is handled without walking its lines. CR and CRLF line ends are
+    normalised to LF first.
+    """
+
+    __slots__ = ("res", "rec", "buf", "skip_lf")
+
+    def __init__(self, res, rec):
+        self.res = res
+        self.rec = rec
+        self.buf = b""
+        self.skip_lf = False
+
+    def feed(self, chunk, now):
+        if self.skip_lf:  # the last chunk ended in CR: an LF now is the rest of that CRLF
+            self.skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        buf = self.buf + chunk if self.buf else chunk
+        if b"\r" in buf:
+            self.skip_lf = buf[-1:] == b"\r"
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events = buf.split(b"\n\n")
+        self.buf = events.pop()  # the unfinished event, if any
+        for ev in events:
+            if ev[:5] == b"data:" and b"\n" not in ev:
+                self.dispatch(ev[6:] if ev[5:6] == b" " else ev[5:], now)
+            elif ev:
+                self._event_lines(ev, now)
+
+    def _event_lines(self, ev, now):
+        data = []
+        for line in ev.split(b"\n"):
+            if line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            # comments (":...") and other fields carry no content
+        if data:
+            self.dispatch(b"\n".join(data), now)
+
+    def close(self, now):
+        """End of body: a last event without its blank line still counts (lenient)."""
+        buf, self.buf = self.buf, b""
+        if buf:
+            self._event_lines(buf, now)  # already LF-only
+
+    def dispatch(self, payload, now):
+        res = self.res
+        if payload[:6] == b"[DONE]":
+            res.done = True
+            return
+        special = b'"error"' in payload or b'"usage"' in payload
+        if not special:
+            # Fast path, no JSON parsing: a key "content" (or "reasoning_content") whose string
+            # value does not close at once is non-empty. Inside JSON strings quotes are escaped,
+            # so these needles only match the object's own keys.
+            for needle in _CONTENT_NEEDLES:
+                i = payload.find(needle)
+                if i >= 0 and payload[i + len(needle):i + len(needle) + 1] != b'"':
+                    self.rec.content_event(res, now)
+                    return
+        has_content = b'content"' in payload
+        if not (has_content or special):
+            return
+        try:
+            ev = ujson.loads(payload)
+        except ValueError:
+            return
+        if type(ev) is not dict:
+            return
+        err = ev.get("error")
+        if err:
+            if res.error is None:
+                res.error = err if isinstance(err, str) else ujson.dumps(err)
+            return
+        if has_content:
+            for ch in ev.get("choices") or ():
+                delta = ch.get("delta") if type(ch) is dict else None
+                if delta and (delta.get("content") or delta.get("reasoning_content")):
+                    self.rec.content_event(res, now)
+                    break
+        usage = ev.get("usage")
+        if usage and type(usage) is dict:
+            ct = usage.get("completion_tokens")
+            if isinstance(ct, int):
+                res.tokens = ct
+
+
+class BodyCollector:
+    """Keeps the first bytes of a non-SSE body (JSON answer or error)."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self):
+        self.parts = []
+        self.size = 0
+
+    def feed(self, chunk, now):
+        if self.size < _MAX_KEPT_BODY:  # non-streaming answers can be large; keep ~1 MiB
+            self.parts.append(chunk)
+            self.size += len(chunk)
+
+    def close(self, now):
+        pass
+
+    def bytes(self):
+        return b"".join(self.parts)
+
+
+def classify_body(res, body, stream, rec, now):
+    """A complete non-SSE body: a JSON answer, an error status, or a surprise."""
+    if res.status != 200:
+        res.end = "http_error"
+        res.detail = body[:300].decode("utf-8", "replace")
+        return
+    try:
+        obj = ujson.loads(body)
+    except ValueError:
+        obj = None
+    if type(obj) is dict and obj.get("error"):
+        res.end = "error_event"
+        err = obj["error"]
+        res.error = err if isinstance(err, str) else ujson.dumps(err)
+        return
+    if stream:
+        res.end = "protocol_error"
+        res.detail = f"asked to stream, got {res.content_type or 'no content type'}"
+        return
+    if type(obj) is not dict:
+        res.end = "protocol_error"
+        res.detail = "body is not a JSON object"
+        return
+    for ch in obj.get("choices") or ():
+        msg = ch.get("message") if type(ch) is dict else None
+        if msg and (msg.get("content") or msg.get("reasoning_content")):
+            rec.content_event(res, now)
+            break
+    usage = obj.get("usage")
+    if type(usage) is dict and isinstance(usage.get("completion_tokens"), int):
+        res.tokens = usage["completion_tokens"]
+    res.done = True
+    res.end = "done"
