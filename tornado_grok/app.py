@@ -25,7 +25,7 @@ def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args={"gateway": gateway},
-        log_function=log_request if config.access_log else _no_log,
+        log_function=log_request if config.access_log else _metrics_only,
         compress_response=False,
         gateway=gateway,
         **settings,
@@ -33,12 +33,18 @@ def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.
     return app
 
 
-def _no_log(handler) -> None:
-    pass
+def _metrics_only(handler) -> None:
+    gateway = handler.settings.get("gateway")
+    if gateway is not None and gateway.metrics is not None:
+        gateway.metrics.observe(handler)
 
 
 def log_request(handler) -> None:
-    """One JSON line per request: who, what, how long, how it ended (never a key or a body)."""
+    """One JSON line per request: who, what, how long, how it ended (never a key or a body).
+
+    Also the once-per-request hook of the metrics (tornado calls it when a request finishes).
+    """
+    _metrics_only(handler)
     fields = getattr(handler, "log_fields", None)
     status = handler.get_status()
     if fields is None and status < 400:
@@ -58,12 +64,21 @@ def log_request(handler) -> None:
     relay = getattr(handler, "relay", None)
     if relay is not None:
         line["stream"] = True
-        line["events"] = relay.events
+        line["events"] = line["chunks"] = relay.events
         line["bytes"] = relay.bytes_out
+        line["keepalives"] = relay.keepalives
         if relay.first_event_at is not None:
             line["ttft_ms"] = round(1000 * (relay.first_event_at - relay.started), 2)
         if relay.error is not None:
             line["error"] = relay.error.message
+            line["code"] = relay.error.code
+    err = getattr(handler, "gateway_error", None)
+    if err is not None and "error" not in line:
+        line["error"] = err.message
+        line["code"] = err.code
+    if "ended" not in line and status >= 400:
+        line["ended"] = "rejected" if status < 500 or (err is not None and err.code in (
+            "overloaded", "draining")) else "upstream_error"
     access_log.info(ujson.dumps(line, ensure_ascii=False, escape_forward_slashes=False))
 
 

@@ -56,6 +56,7 @@ class Config:
     lease_seconds: float = 30.0
     # [logging]
     access_log: bool = True
+    debug_endpoints: bool = False
     # Filled at load time, not settable from the file.
     aliases: dict = dataclasses.field(default_factory=dict)
     mock: bool = False

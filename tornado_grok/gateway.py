@@ -10,6 +10,7 @@ from . import errors
 from .accounting import Accounting
 from .auth import KeyStore
 from .config import Config
+from .metrics import Metrics
 from .ratelimit import Limits, MemoryLimiter
 from .upstream import UpstreamClient
 
@@ -32,11 +33,12 @@ class Gateway:
         self.keys = keys if keys is not None else KeyStore(config.keys_file)
         self.limiter = limiter if limiter is not None else MemoryLimiter()
         self.accounting = accounting if accounting is not None else Accounting()
-        self.metrics = metrics
+        self.metrics = metrics if metrics is not None else Metrics(self)
         self.default_limits = Limits(config.requests_per_minute, config.concurrent_requests,
                                      config.tokens_per_minute)
         self.streams: set = set()
         self.inflight = 0  # admitted /api/v1 requests not yet finished
+        self.open_requests = 0  # /api/v1 requests being handled, admitted or not (max_connections)
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -79,6 +81,20 @@ class Gateway:
                         self.config.drain_seconds)
             for relay in list(self.streams):
                 relay.abort(errors.draining())
+            for call in list(self.upstream.active):
+                call.cancel()  # non-streaming requests still upstream answer 503 draining
+
+    def state(self) -> dict:
+        """What is held right now; all zero when the gateway is idle (GET /debug/state)."""
+        limiter_inflight = getattr(self.limiter, "inflight", None)
+        return {
+            "open_streams": len(self.streams),
+            "upstream_active": len(self.upstream.active),
+            "inflight": self.inflight,
+            "open_requests": self.open_requests,
+            "limiter_inflight": limiter_inflight() if callable(limiter_inflight) else None,
+            "draining": self.draining,
+        }
 
     async def close(self) -> None:
         self._sweeper.stop()

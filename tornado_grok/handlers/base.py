@@ -58,6 +58,7 @@ class BaseHandler(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         err = _as_gateway_error(self, status_code, kwargs.get("exc_info"))
+        self.gateway_error = err  # for the access log and metrics
         if err.status != status_code:
             self.set_status(err.status)
         for name, value in err.headers.items():
@@ -118,6 +119,13 @@ class APIHandler(BaseHandler):
         self.log_fields = {}
         if self.gateway.draining:
             raise errors.draining()
+        self.gateway.open_requests += 1
+        self.counted_open = True
+        cap = self.over_capacity()
+        if cap:
+            if self.gateway.metrics is not None:
+                self.gateway.metrics.overload(cap)
+            raise _overloaded(cap)
         length = self.request.headers.get("Content-Length")
         limit = self.config.max_body_size
         if length and length.isdigit() and int(length) > limit:
@@ -125,6 +133,15 @@ class APIHandler(BaseHandler):
         # A chunked body of unknown length is read (and dropped) up to twice the limit, so the client
         # still gets its 413; past that tornado closes the connection.
         self.request.connection.set_max_body_size(2 * limit)
+
+    def over_capacity(self) -> str | None:
+        """The global cap this request would pass (max_connections, max_upstream), else None."""
+        gateway, c = self.gateway, self.config
+        if gateway.open_requests > c.max_connections:
+            return "max_connections"
+        if len(gateway.upstream.active) >= c.max_upstream:
+            return "max_upstream"
+        return None
 
     def data_received(self, chunk: bytes) -> None:
         self.body_size += len(chunk)
@@ -239,6 +256,9 @@ class APIHandler(BaseHandler):
         self._release()
 
     def _release(self) -> None:
+        if getattr(self, "counted_open", False):
+            self.counted_open = False
+            self.gateway.open_requests -= 1
         decision, self.decision = getattr(self, "decision", None), None
         if decision is not None:
             self.gateway.request_finished()
@@ -256,6 +276,11 @@ class _ClientGone(web.HTTPError):
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(413, "the request body is larger than the limit of %d bytes" % limit,
                         code="body_too_large")
+
+
+def _overloaded(cap: str) -> GatewayError:
+    return GatewayError(503, "the gateway is at capacity (%s); retry shortly" % cap, code="overloaded",
+                        headers={"Retry-After": "1"})
 
 
 def _json_type(value) -> str:

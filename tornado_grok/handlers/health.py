@@ -1,5 +1,8 @@
-"""GET /healthz (the process is alive) and GET /readyz (503 while draining); no key needed."""
+"""GET /healthz (the process is alive), GET /readyz (503 while draining), GET /metrics (Prometheus)
+and, with `debug_endpoints = true`, GET /debug/state; no key needed."""
 
+from .. import metrics
+from ..errors import GatewayError
 from .base import BaseHandler
 
 
@@ -17,7 +20,26 @@ class ReadyHandler(BaseHandler):
             self.write_json({"status": "ready", "open_streams": len(self.gateway.streams)})
 
 
+class MetricsHandler(BaseHandler):
+    """The gateway's Prometheus metrics, from its own registry."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", metrics.CONTENT_TYPE)
+        self.finish(self.gateway.metrics.render())
+
+
+class DebugStateHandler(BaseHandler):
+    """Counts of what the gateway holds (streams, upstream transfers, slots); 404 unless enabled."""
+
+    def get(self) -> None:
+        if not self.config.debug_endpoints:
+            raise GatewayError(404, "no such endpoint: GET /debug/state", code="not_found")
+        self.write_json(self.gateway.state())
+
+
 default_handlers = [
     (r"/healthz", HealthHandler),
     (r"/readyz", ReadyHandler),
+    (r"/metrics", MetricsHandler),
+    (r"/debug/state", DebugStateHandler),
 ]
