@@ -79,13 +79,16 @@ class Recording:
 
     def plan(self, model: str, stream: bool, include_usage: bool) -> Plan:
         model_json = dumps(model)
-        headers = dict(self.headers)
         if self.kind == "json" and (self.status >= 400 or not stream):
-            return Plan(self.status, headers, False, splice(self.body, model_json), self.body_delay)
+            return Plan(self.status, dict(self.headers), False, splice(self.body, model_json), self.body_delay)
+        # Answered in the other shape than recorded: the recorded Content-Type no longer fits.
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "content-type"}
         if self.kind == "stream" and not stream:
             if self.body:
                 return Plan(self.status, headers, False, splice(self.body, model_json), self.body_delay)
             return self._broken_body(headers)
+        if self.kind == "stream":
+            headers = dict(self.headers)
         return Plan(self.status, headers, True, steps=self.steps(model_json, include_usage))
 
     def _broken_body(self, headers: dict) -> Plan:

@@ -145,10 +145,20 @@ class MockProcess:
 
 def start_mock(*args, env=None, timeout: float = 15.0) -> MockProcess:
     """Start `python -m mock_upstream --port 0 *args` and wait for its listening line."""
+    return _start(["mock_upstream", "--port", "0", *args], READY_PREFIX, env, timeout)
+
+
+def start_recorder(upstream: str, out: str, directory: str, *args, env=None, timeout: float = 15.0) -> MockProcess:
+    """Start the recording proxy (`python -m mock_upstream.recorder`) in front of `upstream`."""
+    argv = ["mock_upstream.recorder", "--port", "0", "--upstream", upstream, "--out", out, "--dir", directory, *args]
+    return _start(argv, "mock_upstream recorder listening on ", env, timeout)
+
+
+def _start(module_args: list, ready_prefix: str, env, timeout: float) -> MockProcess:
     stderr_file = tempfile.TemporaryFile()
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     full_env["PYTHONPATH"] = REPO + os.pathsep + full_env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-m", "mock_upstream", "--port", "0", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=stderr_file, env=full_env)
     try:
         line = _read_line(proc, timeout)
@@ -159,10 +169,11 @@ def start_mock(*args, env=None, timeout: float = 15.0) -> MockProcess:
         detail = stderr_file.read().decode("utf-8", "replace")
         stderr_file.close()
         raise MockError(f"mock_upstream did not start: {detail[-2000:]}") from None
-    if not line.startswith(READY_PREFIX):
+    if not line.startswith(ready_prefix):
         proc.kill()
-        raise MockError(f"unexpected first line from mock_upstream: {line!r}")
-    return MockProcess(proc, line[len(READY_PREFIX):].strip(), stderr_file)
+        proc.wait()
+        raise MockError(f"unexpected first line from {module_args[0]}: {line!r}")
+    return MockProcess(proc, line[len(ready_prefix):].strip(), stderr_file)
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:

@@ -84,6 +84,7 @@ def test_json_recordings(mock, name, stream):
         if rec.status >= 400:
             assert set(err) == {"code", "error"} and all(isinstance(v, str) for v in err.values())
     else:
+        assert r.headers["Content-Type"].startswith("text/event-stream")
         assert r.content.endswith(b"data: [DONE]\n\n")
 
 
@@ -95,6 +96,7 @@ def test_http_429_has_retry_after(mock):
 def test_non_stream_request_gets_the_summed_up_completion(mock):
     r = chat(mock, body(stream=False, model="my-model"), **mock_headers("story"))
     completion = r.json()
+    assert r.headers["Content-Type"] == "application/json"
     assert completion["object"] == "chat.completion" and completion["model"] == "my-model"
     assert completion["choices"][0]["message"]["content"].startswith("Once upon a time,")
     assert completion["usage"]["total_tokens"] == 34
