@@ -24,15 +24,20 @@ class _Client(CurlAsyncHTTPClient):
     def cancel(self, call: "UpstreamCall") -> None:
         curl = call.curl
         info = getattr(curl, "info", None) if curl is not None else None
-        if info is not None and info["request"] is call.request:
+        if info is not None and _unwrap(info["request"]) is call.request:
             self._finish(curl, errors.CURLE_ABORTED_BY_CALLBACK, "cancelled by the gateway")
             self._process_queue()
             return
         for entry in self._requests:
-            if entry[0] is call.request:
+            if _unwrap(entry[0]) is call.request:
                 self._requests.remove(entry)
-                entry[1](HTTPResponse(call.request, 599, error=_Cancelled()))
+                entry[1](HTTPResponse(entry[0], 599, error=_Cancelled("cancelled while queued")))
                 return
+
+
+def _unwrap(request):
+    """fetch() wraps each HTTPRequest in a _RequestProxy that holds the original as .request."""
+    return getattr(request, "request", request)
 
 
 class _Cancelled(Exception):
