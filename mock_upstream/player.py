@@ -9,6 +9,7 @@ without [DONE]: error event, stall, disconnect) or "client_closed".
 import datetime
 import http.client
 
+from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.util import TimeoutError as TornadoTimeout
 
@@ -30,6 +31,19 @@ async def pause(handler, seconds: float) -> None:
     except TornadoTimeout:
         return
     raise ClientGone()
+
+
+class Clock:
+    """Recorded delays on one timeline: each step is due at the sum of the delays so far, so
+    timer overshoot does not accumulate over a long stream."""
+
+    def __init__(self, speed: float):
+        self.speed = speed
+        self.due = IOLoop.current().time()
+
+    async def wait(self, handler, delay: float) -> None:
+        self.due += delay * self.speed
+        await pause(handler, self.due - IOLoop.current().time())
 
 
 async def play(handler, plan: Plan, speed: float) -> str:
@@ -69,9 +83,10 @@ async def _play_stream(handler, plan: Plan, speed: float) -> str:
     if plan.disconnect_at is not None:
         handler.drop_later(plan.disconnect_at)
     done = False
+    clock = Clock(speed)
     for step in plan.steps:
         if step.delay and speed:
-            await pause(handler, step.delay * speed)
+            await clock.wait(handler, step.delay)
         if handler.dropped:
             return "fault"
         if step.action == DISCONNECT:
@@ -102,9 +117,10 @@ async def _play_raw(handler, plan: Plan, speed: float) -> str:
     done = False
     try:
         await stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        clock = Clock(speed)
         for step in plan.steps:
             if step.delay and speed:
-                await pause(handler, step.delay * speed)
+                await clock.wait(handler, step.delay)
             if step.action == DISCONNECT:
                 return "fault"
             if step.action == STALL:
