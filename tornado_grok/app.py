@@ -77,8 +77,8 @@ def log_request(handler) -> None:
         line["error"] = err.message
         line["code"] = err.code
     if "ended" not in line and status >= 400:
-        line["ended"] = "rejected" if status < 500 or (err is not None and err.code in (
-            "overloaded", "draining")) else "upstream_error"
+        error_outcome = getattr(handler, "error_outcome", None)
+        line["ended"] = error_outcome() if error_outcome is not None else "rejected"
     access_log.info(ujson.dumps(line, ensure_ascii=False, escape_forward_slashes=False))
 
 

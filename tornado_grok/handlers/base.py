@@ -243,8 +243,20 @@ class APIHandler(BaseHandler):
 
     def on_finish(self) -> None:
         if self.key is not None and "ended" not in self.log_fields:
-            self.account(None, "upstream_error" if self.get_status() >= 500 else "rejected")
+            self.account(None, self.error_outcome())
         self._release()
+
+    def error_outcome(self) -> str:
+        """How a request that ended with an error ended, by its error code (for log and accounting)."""
+        err = getattr(self, "gateway_error", None)
+        code = (err.code or "") if err is not None else ""
+        if code.startswith("timeout") or code == "upstream_timeout":
+            return "timeout"
+        if code.startswith("upstream"):
+            return "upstream_error"
+        if code == "draining":
+            return "drained"
+        return "upstream_error" if self.get_status() >= 500 else "rejected"
 
     def on_connection_close(self) -> None:
         relay = getattr(self, "relay", None)

@@ -1,0 +1,96 @@
+"""Helpers of the hardening tests (tests/test_hardening_*.py): the gateway's /debug/state, its access
+log, raw sockets. Plain functions; each test module makes its own gateway fixtures from them.
+"""
+
+import json
+import os
+import socket
+import uuid
+
+import requests
+
+from tests import servers
+
+IDLE = {"open_streams": 0, "upstream_active": 0, "inflight": 0, "open_requests": 0, "limiter_inflight": 0}
+
+
+def start(tmp_dir: str, upstream_url: str | None, settings: dict | None = None, key_name: str = "hardening",
+          **kwargs):
+    """A gateway with debug_endpoints on, and one client key: (gateway, key)."""
+    folder = os.path.join(tmp_dir, uuid.uuid4().hex[:8])
+    g = servers.start_gateway(folder, upstream_url, dict({"debug_endpoints": True}, **(settings or {})), **kwargs)
+    try:
+        key = servers.add_key(os.path.join(folder, "keys.json"), key_name)
+    except Exception:
+        g.stop()
+        raise
+    return g, key
+
+
+def auth(key: str, **extra) -> dict:
+    return dict({"Authorization": "Bearer " + key, "Content-Type": "application/json"}, **extra)
+
+
+def state(gateway) -> dict:
+    r = requests.get(gateway.url + "/debug/state", timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def held(gateway) -> dict:
+    """The counters of /debug/state that must all be 0 on an idle gateway."""
+    s = state(gateway)
+    return {k: s[k] for k in IDLE}
+
+
+def wait_idle(gateway, timeout: float = 5.0) -> None:
+    """Waits until the gateway holds nothing (releases run on the next loop turns, so poll)."""
+    try:
+        servers.wait_until(lambda: held(gateway) == IDLE, timeout=timeout)
+    except AssertionError:
+        raise AssertionError("gateway still holds %r" % held(gateway)) from None
+
+
+def access_lines(gateway) -> list[dict]:
+    """The JSON access-log lines the gateway wrote to stderr so far."""
+    lines = []
+    for line in gateway.stderr_lines:
+        line = line.strip()
+        if line.startswith("{") and '"request_id"' in line:
+            lines.append(json.loads(line))
+    return lines
+
+
+def access_line(gateway, request_id: str, timeout: float = 5.0) -> dict:
+    """The access-log line of one request (written when it ends, so it may lag the response)."""
+    def find():
+        return next((line for line in access_lines(gateway) if line.get("request_id") == request_id), None)
+    return servers.wait_until(find, timeout=timeout)
+
+
+def connect(gateway, timeout: float = 10.0) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", gateway.port), timeout=timeout)
+
+
+def raw_request(method: str, path: str, headers: dict, body: bytes = b"") -> bytes:
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"]
+    lines += ["%s: %s" % (k, v) for k, v in headers.items()]
+    if body or method in ("POST", "PUT"):
+        lines.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
