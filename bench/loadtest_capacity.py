@@ -1,7 +1,7 @@
 """Can the load tester hold 5,000 concurrent slow streams? Prints figures, asserts nothing.
 
     python bench/loadtest_capacity.py [--streams 5000] [--prompt "chunks=10 delay=1000 size=8"]
-                                      [--server python|node]
+                                      [--server python|node] [--ramp-up S]
 
 Starts a target in a subprocess on a free loopback port (tests/sse_target.py, or with
 `--server node` the shared harness's mock ../shared/bench/mock_sse.js), then runs
@@ -48,6 +48,7 @@ def main():
     p.add_argument("--prompt", default="chunks=10 delay=1000 size=8")
     p.add_argument("--server", choices=("python", "node"), default="python")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--ramp-up", type=float, default=0.0, help="seconds over which to start the streams")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by both children
@@ -55,7 +56,7 @@ def main():
     try:
         cmd = [sys.executable, "-m", "tornado_grok.loadtest", "--url", url,
                "-c", str(args.streams), "-n", str(args.streams), "--prompt", args.prompt,
-               "--timeout", str(args.timeout), "--json", "--no-progress"]
+               "--timeout", str(args.timeout), "--ramp-up", str(args.ramp_up), "--json", "--no-progress"]
         t0 = time.perf_counter()
         lt = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -70,7 +71,8 @@ def main():
     s, me = run["summary"], run["self"]
     peak_open = max((row[5] for row in run["timeline"]["rows"]), default=0)
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(f"target: {args.server} ({url}), prompt {args.prompt!r}, {args.streams} concurrent streams")
+    print(f"target: {args.server} ({url}), prompt {args.prompt!r}, {args.streams} concurrent streams"
+          f"{f', ramp-up {args.ramp_up:g} s' if args.ramp_up else ''}")
     print(f"completed: {s['ok']}/{args.streams} ok ({'ALL' if s['ok'] == args.streams else 'NOT ALL'}); "
           f"ends {s['ends']}; peak open streams {peak_open}; "
           f"connections opened {run['connections_opened']}")

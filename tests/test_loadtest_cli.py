@@ -209,6 +209,11 @@ def test_html_report(target, capsys, tmp_path):
                      "--html", str(path), "--no-progress", "--compare", target.url]) == 0
     page = path.read_text()
     assert page.count("<svg") >= 4
+    import re
+    import xml.etree.ElementTree as ET
+    for svg in re.findall(r"<svg.*?</svg>", page, re.S):
+        ET.fromstring(svg)  # well-formed
+    assert "<rect" in page and "<polyline" in page
     assert "<script" not in page and "src=" not in page and "href=" not in page
     assert "Time to first token" in page and "Open streams" in page
 
@@ -227,11 +232,23 @@ def test_compare_prints_added_latency_and_ratio(target, target2, capsys):
     assert isinstance(cmp_["ttft_p50_added_ms"], float)
 
 
-def test_module_entry_point_refuses_remote():
+@pytest.mark.parametrize("entry", [["-m", "tornado_grok.loadtest"], ["run.py", "loadtest"]])
+def test_entry_points_refuse_remote(entry):
     import subprocess
-    p = subprocess.run([sys.executable, "-m", "tornado_grok.loadtest", "--url", "http://192.0.2.1/v1"],
-                       cwd=os.path.dirname(HERE), capture_output=True, text=True, timeout=60)
+    root = os.path.dirname(HERE)
+    if entry[0] == "run.py" and not os.path.exists(os.path.join(root, "run.py")):
+        pytest.skip("no run.py yet")
+    p = subprocess.run([sys.executable] + entry + ["--url", "http://192.0.2.1/v1"],
+                       cwd=root, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "refusing" in p.stderr
+
+
+def test_warmup_is_not_recorded(target, capsys):
+    before = target.stats["requests"]
+    doc = run_json(capsys, "--url", target.url, "-c", "2", "-n", "5", "--warmup", "3",
+                   "--prompt", "chunks=2")
+    assert doc["runs"][0]["summary"]["started"] == 5
+    assert target.stats["requests"] - before == 8
 
 
 

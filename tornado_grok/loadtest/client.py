@@ -337,7 +337,7 @@ class Client:
             conn = None
             while self.idle:
                 c = self.idle.pop()
-                if not c.closed and c.reusable:
+                if not c.closed and c.reusable and not c.transport.is_closing():
                     conn, reused = c, True
                     break
                 c.transport.abort()
