@@ -75,10 +75,9 @@ class StreamRelay:
             self.gateway.streams.discard(self)
 
     def on_status(self, status: int) -> None:
+        # The client's 200 goes out with the first event (or keep-alive), not now: until then a
+        # failure can still be answered with its own status, as a first-event timeout's 504.
         self.status = status
-        if status == 200 and not self.closed:
-            self._send_headers()
-            self.handler.flush()
 
     def on_chunk(self, chunk: bytes) -> None:
         if self.closed:
