@@ -28,6 +28,7 @@ async def start_mock(config: Config) -> None:
     from mock_upstream.app import start
     _server, port = start(port=0, host="127.0.0.1")
     config.upstream_url = "http://127.0.0.1:%d/v1" % port
+    config.upstream_key = "xai-bundled-mock-no-real-key"  # the mock, like xAI, wants a Bearer key
 
 
 def banner(config: Config, port: int) -> None:
