@@ -94,3 +94,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def open_stream(gateway, key: str, body: dict, **headers) -> socket.socket:
+    """Sends a streaming chat request on a raw socket and returns the socket, nothing read yet."""
+    s = connect(gateway)
+    payload = json.dumps(body).encode()
+    s.sendall(raw_request("POST", "/api/v1/chat/completions", auth(key, **headers), payload))
+    return s
+
+
+def read_until(sock: socket.socket, marker: bytes, got: bytes = b"") -> bytes:
+    while marker not in got:
+        piece = sock.recv(65536)
+        if not piece:
+            raise AssertionError("connection closed before %r; got %r" % (marker, got[-300:]))
+        got += piece
+    return got
