@@ -23,7 +23,7 @@ RUN_KEYS = {"label", "url", "endpoint", "summary", "self", "connections_opened",
 SUMMARY_KEYS = {"started", "finished", "ok", "errors", "errors_by_kind", "ends", "status_counts",
                 "dropped_arrivals", "error_examples", "wall_s", "requests_per_s", "chunks",
                 "chunks_per_s", "tokens", "tokens_per_s", "ttft_ms", "gap_ms", "total_ms",
-                "headers_ms"}
+                "headers_ms", "start_lag_ms"}
 STAT_KEYS = {"n", "mean", "min", "p50", "p90", "p99", "max"}
 SELF_KEYS = {"cpu_s", "wall_s", "cpu_pct_of_one_core", "peak_interval_cpu_pct", "loop_lag_ms_p99",
              "loop_lag_ms_max", "rss_mib_start", "rss_mib_max", "bottleneck", "warnings"}
@@ -100,6 +100,7 @@ def test_open_loop_issues_exactly_the_capped_arrivals(target, capsys):
     s = doc["runs"][0]["summary"]
     assert doc["config"]["mode"] == "open" and doc["config"]["seed"] == 7
     assert s["started"] == s["ok"] == 25 and s["dropped_arrivals"] == 0
+    assert s["start_lag_ms"]["n"] == 25 and s["start_lag_ms"]["min"] >= 0
 
 
 def test_poisson_schedule_is_repeatable():
@@ -185,6 +186,7 @@ def test_json_schema(target, capsys):
     assert set(run["summary"]) == SUMMARY_KEYS
     for key in ("ttft_ms", "gap_ms", "total_ms", "headers_ms"):
         assert set(run["summary"][key]) == STAT_KEYS
+    assert run["summary"]["start_lag_ms"] is None  # closed loop: no schedule
     assert set(run["self"]) == SELF_KEYS
     assert run["timeline"]["fields"][0] == "t_s" and run["timeline"]["rows"]
 

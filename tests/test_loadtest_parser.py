@@ -180,6 +180,16 @@ def test_non_streaming_json_answer():
     assert len(rec.ttft_ms) == 1 and len(rec.total_ms) == 1
 
 
+def test_huge_non_streaming_answer_is_not_kept_whole():
+    text = "y" * (6 << 20)
+    body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 123}}).encode()
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    pieces = [raw] + [body[i:i + 65536] for i in range(0, len(body), 65536)]
+    res, _, conn, _ = feed(b"", pieces, stream=False)
+    assert res.end == "done" and res.chunks == 1 and res.tokens == 123 and conn.reusable
+
+
 def test_json_when_a_stream_was_asked_is_a_protocol_error():
     body = b'{"choices":[]}'
     raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (

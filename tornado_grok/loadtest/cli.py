@@ -168,6 +168,7 @@ def main(argv=None):
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
     else:
         sys.stdout.write(report.table(doc))
+        sys.stdout.flush()
         for w in doc["warnings"]:
             print(f"loadtest: warning: {w}", file=sys.stderr)
     sys.stdout.flush()

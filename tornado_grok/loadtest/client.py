@@ -286,7 +286,7 @@ class Conn(asyncio.Protocol):
         if isinstance(sink, SSEParser):
             res.end = "error_event" if res.error is not None else ("done" if res.done else "no_done")
         else:
-            classify_body(res, sink.bytes(), self.target.stream, self.rec, now)
+            classify_body(res, sink, self.target.stream, self.rec, now)
         self.reusable = self.keep and self.state != _EOF and not self.closed
         self._resolve()
 

@@ -3,9 +3,13 @@
 Per-event work is kept small: events are split at blank lines, a one-line `data:` event is taken
 whole, and an event is JSON-parsed (ujson) only when a cheap check cannot decide.
 """
+import re
+
 import ujson
 
-_MAX_KEPT_BODY = 1 << 20  # non-streaming answers and error bodies kept for inspection
+_MAX_KEPT_BODY = 4 << 20  # non-streaming answers are parsed whole up to this size
+_TAIL = 64 << 10
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 _CONTENT_NEEDLES = (b'"content":"', b'"content": "', b'"reasoning_content":"',
                     b'"reasoning_content": "')
 
@@ -101,18 +105,23 @@ class SSEParser:
 
 
 class BodyCollector:
-    """Keeps the first bytes of a non-SSE body (JSON answer or error)."""
+    """Keeps a non-SSE body (JSON answer or error); past the limit, only its head and tail."""
 
-    __slots__ = ("parts", "size")
+    __slots__ = ("parts", "size", "tail")
 
     def __init__(self):
         self.parts = []
         self.size = 0
+        self.tail = None  # set once the body outgrew _MAX_KEPT_BODY
 
     def feed(self, chunk, now):
-        if self.size < _MAX_KEPT_BODY:  # non-streaming answers can be large; keep ~1 MiB
+        if self.tail is None and self.size + len(chunk) <= _MAX_KEPT_BODY:
             self.parts.append(chunk)
-            self.size += len(chunk)
+        elif self.tail is None:
+            self.tail = chunk[-_TAIL:]
+        else:
+            self.tail = (self.tail + chunk)[-_TAIL:]
+        self.size += len(chunk)
 
     def close(self, now):
         pass
@@ -121,8 +130,26 @@ class BodyCollector:
         return b"".join(self.parts)
 
 
-def classify_body(res, body, stream, rec, now):
+def _huge_answer(res, body, rec, now):
+    """A 200 JSON answer too big to keep: content from its head, usage from its tail."""
+    head, tail = body.bytes(), body.tail
+    for needle in _CONTENT_NEEDLES:
+        i = head.find(needle)
+        if i >= 0 and head[i + len(needle):i + len(needle) + 1] != b'"':
+            rec.content_event(res, now)
+            break
+    m = _COMPLETION_TOKENS.search(tail)
+    if m:
+        res.tokens = int(m.group(1))
+    res.done = True
+    res.end = "done"
+
+
+def classify_body(res, collector, stream, rec, now):
     """A complete non-SSE body: a JSON answer, an error status, or a surprise."""
+    if res.status == 200 and not stream and collector.tail is not None:
+        return _huge_answer(res, collector, rec, now)
+    body = collector.bytes()
     if res.status != 200:
         res.end = "http_error"
         res.detail = body[:300].decode("utf-8", "replace")

@@ -91,6 +91,10 @@ def table(doc):
         out.append(f"[{r['label']}] POST http://{r['endpoint']}")
         out.append(f"  requests   {s['finished']} finished, {s['ok']} ok, {s['errors']} errors "
                    f"in {s['wall_s']:.2f} s; {r['connections_opened']} connections opened")
+        if s["start_lag_ms"]:
+            lag = s["start_lag_ms"]
+            out.append(f"  schedule   requests started {lag['p50']:.2f} ms (p50), {lag['p99']:.2f} ms "
+                       f"(p99), {lag['max']:.2f} ms (max) after their Poisson arrival time")
         if s["dropped_arrivals"]:
             out.append(f"  dropped    {s['dropped_arrivals']} arrivals (max in-flight reached)")
         tok = "-" if s["tokens_per_s"] is None else f"{s['tokens_per_s']:.1f}"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .client import Client
-from .selfcheck import SelfMonitor
-from .stats import Recorder
+from .selfcheck import LAG_WARN_MS, SelfMonitor
+from .stats import Recorder, describe
 
 perf = time.perf_counter
 TICK_S = 0.25
@@ -104,6 +104,7 @@ async def _arrivals(client, shape, stop, start, rec, tasks):
             delay = start + offset - perf()
         if stop.is_set():
             break
+        rec.start_lag_ms.append((perf() - start - offset) * 1000.0)
         if rec.open >= shape.max_inflight:
             rec.dropped += 1
             continue
@@ -173,4 +174,10 @@ async def run_load(target, shape, *, progress=False, label="target", stop=None, 
             sys.stderr.write("\n")
     pct = mon.sample(perf())
     rec.tick(pct)
-    return rec, mon.report(), client.connections_opened
+    me = mon.report()
+    lag = describe(rec.start_lag_ms)
+    if lag and lag["p99"] > LAG_WARN_MS:
+        me["warnings"].append(f"open loop: requests started up to {lag['p99']:.1f} ms (p99) after "
+                              "their scheduled arrival: the load tester fell behind its schedule")
+        me["bottleneck"] = True
+    return rec, me, client.connections_opened

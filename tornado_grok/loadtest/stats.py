@@ -42,6 +42,7 @@ class Recorder:
         self.ttft_ms = array("d")
         self.gap_ms = array("d")
         self.total_ms = array("d")
+        self.start_lag_ms = array("d")  # open loop: actual start - scheduled arrival
         self.started = 0
         self.finished = 0
         self.dropped = 0  # open loop: arrivals skipped because max in-flight was reached
@@ -134,4 +135,5 @@ def summarize(rec, wall_s=None):
         "gap_ms": describe(rec.gap_ms),
         "total_ms": describe(rec.total_ms),
         "headers_ms": describe(rec.headers_ms),
+        "start_lag_ms": describe(rec.start_lag_ms),
     }
