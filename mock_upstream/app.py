@@ -44,7 +44,8 @@ def make_app(options: MockOptions | None = None) -> tornado.web.Application:
     routes = []
     for module in (chat, images, models, admin):
         routes += [(path, handler, {"mock": state}) for path, handler in module.default_handlers]
-    return tornado.web.Application(routes, mock=state, compress_response=False)
+    return tornado.web.Application(routes, mock=state, compress_response=False,
+                                   default_handler_class=admin.NotFoundHandler, default_handler_args={"mock": state})
 
 
 def start(port: int = 0, host: str = "127.0.0.1", **options) -> tuple:

@@ -110,6 +110,13 @@ class FaultsHandler(AdminHandler):
         self.reply({"ok": True})
 
 
+class NotFoundHandler(AdminHandler):
+    """Any other path: xAI's 404 body."""
+
+    def prepare(self):
+        self.fail(404, f"No route for {self.request.method} {self.request.path}")
+
+
 default_handlers = [
     (r"/_mock/healthz", HealthHandler),
     (r"/_mock/scenarios", ScenariosHandler),
