@@ -110,11 +110,11 @@ def apply(plan: Plan, fault: Fault | None) -> Plan:
         plan.headers["Retry-After"] = str(fault.retry_after)
     if fault.slow_headers_ms:
         plan.slow_headers = fault.slow_headers_ms / 1000.0
-    if not plan.stream:
-        return plan
-    plan.close_delimited = plan.close_delimited or fault.close_delimited
-    if fault.disconnect_after_ms is not None:
+    if fault.disconnect_after_ms is not None and fault.status is None:
         plan.disconnect_at = fault.disconnect_after_ms / 1000.0
+    if not plan.stream:
+        return plan  # the other faults shape a stream's events
+    plan.close_delimited = plan.close_delimited or fault.close_delimited
     steps = list(plan.steps)
     if fault.utf8_split:
         steps = split_utf8(steps)

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from mock_upstream.faults import FaultError, parse_fault, split_utf8
-from mock_upstream.plan import DISCONNECT, DONE_BYTES, STALL, WRITE, Plan, Step, data_event, dumps
+from mock_upstream.plan import DISCONNECT, DONE_BYTES, STALL, WRITE, Plan, Step, dumps
 
 FORMAT = "mock-recording/1"
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recordings")
@@ -364,4 +364,4 @@ def load_all(extra_dirs=()) -> dict:
     return found
 
 
-__all__ = ["FORMAT", "Recording", "RecordingError", "data_event", "load_all", "load_dir", "load_file"]
+__all__ = ["FORMAT", "Recording", "RecordingError", "load_all", "load_dir", "load_file"]

@@ -9,7 +9,7 @@ import requests
 from mock_upstream import recordings
 from mock_upstream.recordings import RecordingError, load_file
 from mock_upstream.scenarios import Registry, ScenarioError
-from tests.mock_helpers import MockError, mock_headers, start_mock
+from tests.mock_helpers import MockError, start_mock
 
 HEADER = {"format": "mock-recording/1", "name": "bad", "kind": "stream", "status": 200}
 CHUNK = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
