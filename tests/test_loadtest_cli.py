@@ -11,10 +11,10 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
+if os.path.dirname(HERE) not in sys.path:
+    sys.path.insert(0, os.path.dirname(HERE))
 
-from sse_target import SSETarget  # noqa: E402
+from tests.sse_target import SSETarget  # noqa: E402
 from tornado_grok.loadtest import cli  # noqa: E402
 from tornado_grok.loadtest.client import Client  # noqa: E402
 from tornado_grok.loadtest.shapes import poisson_schedule  # noqa: E402

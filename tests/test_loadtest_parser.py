@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 from tornado_grok.loadtest.client import Conn, Result, Target  # noqa: E402
 from tornado_grok.loadtest.stats import Recorder, describe, percentile  # noqa: E402
