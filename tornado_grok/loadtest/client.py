@@ -66,7 +66,7 @@ class Target:
         body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream}
         if stream:
             body["stream_options"] = {"include_usage": True}
-        payload = ujson.dumps(body, ensure_ascii=False).encode()
+        payload = ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode()
         hostport = self.host if ":" not in self.host else f"[{self.host}]"
         if u.port:
             hostport += f":{u.port}"
@@ -75,6 +75,8 @@ class Target:
                 "Accept: " + ("text/event-stream" if stream else "application/json"),
                 f"Content-Length: {len(payload)}"]
         if key:
+            if any(c in key for c in "\r\n\0"):
+                raise ValueError("the key contains a line break")
             head.append(f"Authorization: Bearer {key}")
         self.request_bytes = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
 
@@ -108,7 +110,8 @@ class Conn(asyncio.Protocol):
         elif self.got_bytes == 0 and self.reused:
             self._resolve(retry=True)
         else:
-            self._fail("disconnected", repr(exc) if exc else "connection closed mid-response")
+            why = "before any response byte" if self.got_bytes == 0 else "mid-response"
+            self._fail("disconnected", f"connection closed {why}" + (f" ({exc!r})" if exc else ""))
 
     def eof_received(self):
         return False
