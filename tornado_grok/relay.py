@@ -6,6 +6,7 @@ instead of breaking the client's SDK), rewrites an aliased model name in the byt
 complete events of the read with one write and one flush. Nothing is re-encoded.
 """
 
+import logging
 import time
 
 import ujson
@@ -13,7 +14,9 @@ from tornado.iostream import StreamClosedError
 
 from . import errors, sse
 from .errors import GatewayError
-from .upstream import curl_errno
+from .upstream import WRITE_ABORT, curl_errno
+
+log = logging.getLogger("tornado_grok")
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -65,28 +68,31 @@ class StreamRelay:
         c = self.gateway.config
         self.gateway.streams.add(self)
         try:
-            self.call = self.gateway.upstream.start(
+            self.call = self.gateway.upstream.call(
                 "POST", "/chat/completions", body, timeout=c.total_timeout + 5,
-                extra_headers=extra_headers, on_chunk=self.on_chunk, on_status=self.on_status)
+                extra_headers=extra_headers, on_chunk=self.on_chunk)
+            self.call.start()
             response = await self.call.response()
-            if not self.closed:
+            if self.call.callback_error is not None:
+                log.error("error relaying a stream", exc_info=self.call.callback_error)
+                self.abort(GatewayError(500, "internal error while relaying the stream",
+                                        code="internal_error"), Outcome.UPSTREAM_ERROR)
+            elif not self.closed:
                 self._upstream_finished(response)
         finally:
             self.gateway.streams.discard(self)
 
-    def on_status(self, status: int) -> None:
-        # The client's 200 goes out with the first event (or keep-alive), not now: until then a
-        # failure can still be answered with its own status, as a first-event timeout's 504.
-        self.status = status
+    def on_chunk(self, chunk: bytes):
+        """One upstream read, called from inside libcurl (upstream.py): returns WRITE_ABORT to stop.
 
-    def on_chunk(self, chunk: bytes) -> None:
+        The client's 200 goes out with the first event (or keep-alive), not when the upstream's
+        headers arrive: until then a failure can still be answered with its own status.
+        """
         if self.closed:
-            return
+            return WRITE_ABORT
         self.last_read = time.monotonic()
-        if not self.status:
-            # A fast response can finish (and flush its body) before the queued header callbacks run.
-            self.status = self.call.response_code()
-        if self.status != 200:
+        self.status = status = self.call.status
+        if status != 200:
             if self.error_size < MAX_ERROR_BODY:
                 self.error_body.append(chunk)
                 self.error_size += len(chunk)
@@ -95,9 +101,9 @@ class StreamRelay:
             events = self.parser.feed(chunk)
         except sse.SSEError as e:
             self.abort(GatewayError(502, str(e), code="upstream_bad_stream"), Outcome.UPSTREAM_ERROR)
-            return
+            return WRITE_ABORT
         if not events:
-            return
+            return None
         out = []
         for data in events:
             if data == sse.DONE_PAYLOAD:
@@ -113,12 +119,12 @@ class StreamRelay:
                 self._write(out)
                 self.abort(GatewayError(502, "the upstream sent an event that is not a JSON object",
                                         code="upstream_bad_event"), Outcome.UPSTREAM_ERROR)
-                return
+                return WRITE_ABORT
             if obj.get("error"):
                 self._write(out)
                 self.abort(GatewayError(502, errors.upstream_text(data) or "the upstream reported an error",
                                         code="upstream_stream_error"), Outcome.UPSTREAM_ERROR)
-                return
+                return WRITE_ABORT
             usage = obj.get("usage")
             if usage:
                 self.usage_seen = usage
@@ -162,7 +168,7 @@ class StreamRelay:
             self.status = response.code
         if self.status and self.status != 200:
             body = b"".join(self.error_body)
-            self.abort(errors.from_upstream(self.status, body, self.call.headers), Outcome.UPSTREAM_ERROR)
+            self.abort(errors.from_upstream(self.status, body, response.headers), Outcome.UPSTREAM_ERROR)
         elif response.code == 599:
             errno = curl_errno(response)
             outcome = Outcome.TIMEOUT if errno == errors.CURLE_OPERATION_TIMEDOUT else Outcome.UPSTREAM_ERROR

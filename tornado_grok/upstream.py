@@ -1,15 +1,25 @@
 """The shared CurlAsyncHTTPClient wrapper: one client for the whole process, calls that can be
 cancelled (a client went away) and paused (a client reads slowly).
 
-Tornado's curl client has no cancel; `_Client.cancel` removes the transfer from the multi handle
-through the same `_finish` path a failed transfer takes, so the handle is reset and reused as usual
-and the upstream connection is closed at once (the mock sees it within milliseconds).
+Three departures from the stock client, each for a measured reason (bench/README.md):
+
+- Streamed bodies reach `on_chunk` synchronously from libcurl's write callback, so an upstream
+  event is written to the client in the same IOLoop turn it was read, instead of one turn later
+  through tornado's `_CurlStreamingBuffer`. `on_chunk` must therefore never call into the multi
+  handle (no cancel, no new fetch); it returns WRITE_ABORT to make libcurl end the transfer itself.
+  An exception in it is caught, kept on the call and reported after the transfer ends.
+- `fetch_impl` drives libcurl at once, so the request is on the wire in the turn it was made.
+- `cancel` removes a transfer through the same `_finish` path a failed one takes (tornado has no
+  cancel), so the handle is reset and reused as usual and the upstream connection closes at once.
+
+Tornado 6.6's private `_finish`, `_requests`, `_process_queue` and `_handle_timeout` are used on
+purpose; requirements.txt pins tornado.
 """
 
+import functools
 from typing import Callable
 
 import pycurl
-from tornado import httputil
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import HTTPRequest, HTTPResponse
 
@@ -18,8 +28,18 @@ from . import errors
 USER_AGENT = "tornado_grok/1.0"
 
 
+WRITE_ABORT = 0  # what on_chunk returns to end the transfer from inside libcurl
+BUFFER_SIZE = 16 * 1024  # libcurl's receive buffer per transfer (its default; the largest read)
+UPLOAD_BUFFER_SIZE = 16 * 1024  # the smallest libcurl allows; request bodies go as POSTFIELDS anyway
+
+
 class _Client(CurlAsyncHTTPClient):
-    """CurlAsyncHTTPClient plus cancel(): tornado 6.6's private _finish/_requests are used on purpose."""
+    """CurlAsyncHTTPClient plus cancel() and an immediate start."""
+
+    def fetch_impl(self, request, callback) -> None:
+        self._requests.append((request, callback, self.io_loop.time()))
+        self._process_queue()
+        self._handle_timeout()
 
     def cancel(self, call: "UpstreamCall") -> None:
         curl = call.curl
@@ -47,20 +67,57 @@ class _Cancelled(Exception):
 class UpstreamCall:
     """One upstream request in flight: its curl handle once it has one, and its pause state."""
 
-    __slots__ = ("request", "curl", "client", "future", "paused", "cancelled", "status", "headers")
+    __slots__ = ("upstream", "request", "curl", "client", "future", "paused", "cancelled", "status", "body",
+                 "on_chunk", "callback_error", "in_callback")
 
-    def __init__(self, client: _Client, request: HTTPRequest):
-        self.client = client
+    def __init__(self, upstream: "UpstreamClient", request: HTTPRequest, body: bytes | None, on_chunk):
+        self.upstream = upstream
+        self.client = upstream.http
         self.request = request
+        self.body = body
+        self.on_chunk = on_chunk
         self.curl = None
         self.future = None
         self.paused = False
         self.cancelled = False
         self.status = 0
-        self.headers = httputil.HTTPHeaders()
+        self.callback_error = None
+        self.in_callback = False
+
+    def start(self) -> None:
+        self.future = self.client.fetch(self.request, raise_error=False)
+        self.upstream._track(self)
 
     def _prepare(self, curl) -> None:
+        """tornado's prepare_curl_callback: per-request options, set on every request (handles are reused)."""
         self.curl = curl
+        # The status must be known inside the write callback, where pycurl refuses getinfo(): take
+        # it from the status line as libcurl hands it over, then let tornado parse the headers.
+        curl.setopt(pycurl.HEADERFUNCTION, functools.partial(
+            self._header_line, functools.partial(self.client._curl_header_callback, curl.info["headers"], None)))
+        curl.setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
+        curl.setopt(pycurl.UPLOAD_BUFFERSIZE, UPLOAD_BUFFER_SIZE)
+        if self.body is not None:
+            curl.setopt(pycurl.POSTFIELDS, self.body)  # sent from memory, no read callbacks
+        if self.on_chunk is not None:
+            curl.setopt(pycurl.WRITEFUNCTION, self._write)
+
+    def _header_line(self, tornado_parse, line: bytes) -> None:
+        if line[:5] == b"HTTP/":
+            parts = line.split(None, 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        tornado_parse(line)
+
+    def _write(self, chunk: bytes):
+        """libcurl's write callback: hands the read straight to on_chunk (see the module docstring)."""
+        self.in_callback = True
+        try:
+            return self.on_chunk(chunk)
+        except Exception as e:
+            self.callback_error = e
+            return WRITE_ABORT
+        finally:
+            self.in_callback = False
 
     async def response(self) -> HTTPResponse:
         """The final response; a transport failure comes back as a 599 response, never raised."""
@@ -69,18 +126,9 @@ class UpstreamCall:
         except Exception as e:  # tornado raises transport errors even with raise_error=False
             return HTTPResponse(self.request, 599, error=e)
 
-    def response_code(self) -> int:
-        """The upstream's HTTP status as libcurl knows it now (0 before the status line)."""
-        # Safe from a streaming callback: tornado resets a handle only after its final flush.
-        if not self.status and self.curl is not None:
-            try:
-                return self.curl.getinfo(pycurl.RESPONSE_CODE)
-            except pycurl.error:
-                return 0
-        return self.status
-
     def cancel(self) -> None:
-        if not self.cancelled and self.future is not None and not self.future.done():
+        """Ends the transfer now; not from inside on_chunk (return WRITE_ABORT there instead)."""
+        if not self.cancelled and not self.in_callback and self.future is not None and not self.future.done():
             self.cancelled = True
             self.client.cancel(self)
 
@@ -120,14 +168,13 @@ class UpstreamClient:
             headers.update(extra)
         return headers
 
-    def start(self, method: str, path: str, body: bytes | None, timeout: float,
-              extra_headers: dict | None = None,
-              on_chunk: Callable[[bytes], None] | None = None,
-              on_status: Callable[[int], None] | None = None) -> UpstreamCall:
-        """Starts a request; `await call.response()` for the HTTPResponse (errors never raise).
+    def call(self, method: str, path: str, body: bytes | None, timeout: float,
+             extra_headers: dict | None = None,
+             on_chunk: Callable[[bytes], object] | None = None) -> UpstreamCall:
+        """A request ready to go: `call.start()` sends it, `await call.response()` waits for it.
 
-        With `on_chunk` the body is streamed: each read reaches on_chunk as it arrives, and on_status
-        is called with the status once the upstream's headers are complete, before any chunk.
+        With `on_chunk` the body is streamed: each read reaches on_chunk, inside libcurl, as it
+        arrives (possibly before start() returns); `call.status` is the upstream's status by then.
         """
         headers = self._headers(extra_headers)
         if on_chunk is not None:
@@ -138,15 +185,20 @@ class UpstreamClient:
             streaming_callback=on_chunk, user_agent=USER_AGENT,
             decompress_response=on_chunk is None, allow_nonstandard_methods=True,
         )
-        call = UpstreamCall(self.http, request)
+        call = UpstreamCall(self, request, body, on_chunk)
         request.prepare_curl_callback = call._prepare
-        if on_chunk is not None or on_status is not None:
-            request.header_callback = _header_parser(call, on_status)
-        call.future = self.http.fetch(request, raise_error=False)
+        return call
+
+    def start(self, *args, **kwargs) -> UpstreamCall:
+        """call(...) and start it."""
+        call = self.call(*args, **kwargs)
+        call.start()
+        return call
+
+    def _track(self, call: UpstreamCall) -> None:
         self.active.add(call)
         call.future.add_done_callback(lambda _f: self.active.discard(call))
         call.future.add_done_callback(_retrieve)
-        return call
 
     def close(self) -> None:
         self.http.close()
@@ -156,25 +208,6 @@ def _retrieve(future) -> None:
     """Marks a failed future's exception as seen (response() reports it) so asyncio does not log it."""
     if not future.cancelled():
         future.exception()
-
-
-def _header_parser(call: UpstreamCall, on_status: Callable[[int], None] | None):
-    """Tornado hands header lines one by one; this keeps the status and calls on_status at the end."""
-
-    def on_line(line: str) -> None:
-        if line.startswith("HTTP/"):
-            try:
-                call.status = httputil.parse_response_start_line(line.rstrip()).code
-            except httputil.HTTPInputError:
-                call.status = 0
-            call.headers = httputil.HTTPHeaders()
-        elif line in ("\r\n", "\n"):
-            if on_status is not None and call.status >= 200:
-                on_status(call.status)
-        else:
-            call.headers.parse_line(line.rstrip("\r\n"))
-
-    return on_line
 
 
 def curl_errno(response: HTTPResponse) -> int:
