@@ -9,7 +9,7 @@ from tornado import web
 from .config import Config
 from .gateway import Gateway
 from .handlers import admin, chat, health, images, models, vision
-from .handlers.base import NotFoundHandler
+from .handlers.base import NotFoundHandler, TooLargeHandler
 
 access_log = logging.getLogger("tornado_grok.access")
 
@@ -21,7 +21,7 @@ def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.
     gateway = gateway or Gateway(config)
     routes = [(path, handler, {"gateway": gateway})
               for module in ROUTE_MODULES for path, handler in module.default_handlers]
-    app = web.Application(
+    app = _Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args={"gateway": gateway},
@@ -31,6 +31,20 @@ def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.
         **settings,
     )
     return app
+
+
+class _Application(web.Application):
+    """Sends a request whose declared body is over the limit to a handler that answers 413 at once.
+
+    The other handlers take their body whole (fewer IOLoop turns per request than streaming it).
+    """
+
+    def find_handler(self, request, **kwargs):
+        length = request.headers.get("Content-Length")
+        gateway = self.settings["gateway"]
+        if length and length.isdigit() and int(length) > gateway.config.max_body_size:
+            return self.get_handler_delegate(request, TooLargeHandler, {"gateway": gateway})
+        return super().find_handler(request, **kwargs)
 
 
 def _metrics_only(handler) -> None:

@@ -55,7 +55,7 @@ async def serve(config: Config, sockets=None) -> int:
     gateway = Gateway(config, keys=auth.KeyStore(config.keys_file, extra=extra), limiter=limiter,
                       accounting=make_accounting(config, limiter))
     app = make_app(config, gateway)
-    server = HTTPServer(app, max_body_size=config.max_body_size + 1024 * 1024,
+    server = HTTPServer(app, max_body_size=2 * config.max_body_size,
                         idle_connection_timeout=max(config.total_timeout, 3600))
     if sockets is None:
         sockets = bind_sockets(config.port, config.host)

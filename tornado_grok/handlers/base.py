@@ -105,7 +105,6 @@ def _as_gateway_error(handler, status_code: int, exc_info) -> GatewayError:
                         kind="api_error")
 
 
-@web.stream_request_body
 class APIHandler(BaseHandler):
     """An authenticated /api/v1 endpoint: read body -> auth -> limits -> the endpoint's work."""
 
@@ -113,9 +112,6 @@ class APIHandler(BaseHandler):
         self.started = time.monotonic()
         self.key = None
         self.decision = None
-        self.body_parts = []
-        self.body_size = 0
-        self.too_large = False
         self.log_fields = {}
         if self.gateway.draining:
             raise errors.draining()
@@ -126,13 +122,10 @@ class APIHandler(BaseHandler):
             if self.gateway.metrics is not None:
                 self.gateway.metrics.overload(cap)
             raise _overloaded(cap)
-        length = self.request.headers.get("Content-Length")
-        limit = self.config.max_body_size
-        if length and length.isdigit() and int(length) > limit:
-            raise _too_large(limit)
-        # A chunked body of unknown length is read (and dropped) up to twice the limit, so the client
-        # still gets its 413; past that tornado closes the connection.
-        self.request.connection.set_max_body_size(2 * limit)
+        # A declared length over the limit never gets here (app.py routes it to TooLargeHandler
+        # before the body is read); a chunked body is read up to the server's cap, twice the limit.
+        if len(self.request.body) > self.config.max_body_size:
+            raise _too_large(self.config.max_body_size)
 
     def over_capacity(self) -> str | None:
         """The global cap this request would pass (max_connections, max_upstream), else None."""
@@ -143,20 +136,9 @@ class APIHandler(BaseHandler):
             return "max_upstream"
         return None
 
-    def data_received(self, chunk: bytes) -> None:
-        self.body_size += len(chunk)
-        if self.body_size > self.config.max_body_size:
-            self.too_large = True
-            self.body_parts = []
-        else:
-            self.body_parts.append(chunk)
-
     def json_body(self) -> dict:
         """The request body as a JSON object, or a 400/413 that names the problem."""
-        if self.too_large:
-            raise _too_large(self.config.max_body_size)
-        raw = b"".join(self.body_parts)
-        self.body_parts = []
+        raw = self.request.body
         if not raw.strip():
             raise GatewayError(400, "the request body is empty; send a JSON object", code="invalid_json")
         try:
@@ -298,6 +280,17 @@ def _overloaded(cap: str) -> GatewayError:
 def _json_type(value) -> str:
     return {list: "an array", str: "a string", int: "a number", float: "a number",
             bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+@web.stream_request_body
+class TooLargeHandler(BaseHandler):
+    """A request whose Content-Length is over max_body_size: 413 before its body is read."""
+
+    def prepare(self) -> None:
+        raise _too_large(self.config.max_body_size)
+
+    def data_received(self, chunk: bytes) -> None:
+        pass
 
 
 class NotFoundHandler(BaseHandler):
