@@ -170,7 +170,7 @@ def test_openai_sdk_sees_rate_limit_error_and_honours_retry_after(gw):
     assert retry_after == 3  # 20 per minute: one request comes back every 3 s
     # With retries on, the SDK waits Retry-After (3 s, far above its own 0.5 s backoff) and succeeds
     # at its first retry: one more 429, then a 200, reach the gateway.
-    before = len(access_lines(g))
+    before = servers.wait_until(lambda: len(access_lines(g)) == 21 and 21)  # every line so far is in
     patient = openai.OpenAI(api_key=key, base_url=g.base, max_retries=2)
     answer = patient.chat.completions.create(**BODY)
     assert answer.choices[0].message.content
