@@ -11,9 +11,12 @@ Three departures from the stock client, each for a measured reason (bench/README
 - `fetch_impl` drives libcurl at once, so the request is on the wire in the turn it was made.
 - `cancel` removes a transfer through the same `_finish` path a failed one takes (tornado has no
   cancel), so the handle is reset and reused as usual and the upstream connection closes at once.
+- `_curl_setup_request` sets the dozen options a gateway call needs instead of tornado's forty
+  (handles are reset between requests, so everything else is at libcurl's default), with header
+  lines built once per client.
 
-Tornado 6.6's private `_finish`, `_requests`, `_process_queue` and `_handle_timeout` are used on
-purpose; requirements.txt pins tornado.
+Tornado 6.6's private `_finish`, `_requests`, `_process_queue`, `_handle_timeout`,
+`_curl_setup_request` and `_curl_header_callback` are used on purpose; requirements.txt pins tornado.
 """
 
 import functools
@@ -35,6 +38,13 @@ UPLOAD_BUFFER_SIZE = 16 * 1024  # the smallest libcurl allows; request bodies go
 
 class _Client(CurlAsyncHTTPClient):
     """CurlAsyncHTTPClient plus cancel() and an immediate start."""
+
+    def _curl_setup_request(self, curl, request, buffer, headers) -> None:
+        call = getattr(request, "gateway_call", None)
+        if call is None:
+            super()._curl_setup_request(curl, request, buffer, headers)
+        else:
+            call._setup(curl, buffer, headers)
 
     def fetch_impl(self, request, callback) -> None:
         self._requests.append((request, callback, self.io_loop.time()))
@@ -68,14 +78,17 @@ class UpstreamCall:
     """One upstream request in flight: its curl handle once it has one, and its pause state."""
 
     __slots__ = ("upstream", "request", "curl", "client", "future", "paused", "cancelled", "status", "body",
-                 "on_chunk", "callback_error", "in_callback")
+                 "on_chunk", "callback_error", "in_callback", "header_lines", "timeout")
 
-    def __init__(self, upstream: "UpstreamClient", request: HTTPRequest, body: bytes | None, on_chunk):
+    def __init__(self, upstream: "UpstreamClient", request: HTTPRequest, body: bytes | None, on_chunk,
+                 header_lines: list, timeout: float):
         self.upstream = upstream
         self.client = upstream.http
         self.request = request
         self.body = body
         self.on_chunk = on_chunk
+        self.header_lines = header_lines
+        self.timeout = timeout
         self.curl = None
         self.future = None
         self.paused = False
@@ -88,19 +101,34 @@ class UpstreamCall:
         self.future = self.client.fetch(self.request, raise_error=False)
         self.upstream._track(self)
 
-    def _prepare(self, curl) -> None:
-        """tornado's prepare_curl_callback: per-request options, set on every request (handles are reused)."""
+    def _setup(self, curl, buffer, headers) -> None:
+        """Every option this request needs, set on every request (tornado resets reused handles)."""
         self.curl = curl
+        setopt = curl.setopt
+        setopt(pycurl.URL, self.request.url)
+        setopt(pycurl.HTTPHEADER, self.header_lines)
         # The status must be known inside the write callback, where pycurl refuses getinfo(): take
         # it from the status line as libcurl hands it over, then let tornado parse the headers.
-        curl.setopt(pycurl.HEADERFUNCTION, functools.partial(
-            self._header_line, functools.partial(self.client._curl_header_callback, curl.info["headers"], None)))
-        curl.setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
-        curl.setopt(pycurl.UPLOAD_BUFFERSIZE, UPLOAD_BUFFER_SIZE)
-        if self.body is not None:
-            curl.setopt(pycurl.POSTFIELDS, self.body)  # sent from memory, no read callbacks
+        setopt(pycurl.HEADERFUNCTION, functools.partial(
+            self._header_line, functools.partial(self.client._curl_header_callback, headers, None)))
         if self.on_chunk is not None:
-            curl.setopt(pycurl.WRITEFUNCTION, self._write)
+            setopt(pycurl.WRITEFUNCTION, self._write)
+        else:
+            setopt(pycurl.WRITEFUNCTION, functools.partial(_write_buffered, buffer, self.client.max_body_size))
+            setopt(pycurl.ENCODING, "gzip,deflate")
+        setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        setopt(pycurl.CONNECTTIMEOUT_MS, int(1000 * self.upstream.connect_timeout))
+        setopt(pycurl.TIMEOUT_MS, int(1000 * self.timeout))
+        setopt(pycurl.USERAGENT, USER_AGENT)
+        setopt(pycurl.PROXY, "")  # never a proxy picked up from the environment
+        setopt(pycurl.NOSIGNAL, 1)
+        setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
+        setopt(pycurl.UPLOAD_BUFFERSIZE, UPLOAD_BUFFER_SIZE)
+        if self.request.method == "POST":
+            setopt(pycurl.POST, 1)
+            setopt(pycurl.POSTFIELDS, self.body or b"")  # sent from memory, no read callbacks
+        else:
+            setopt(pycurl.HTTPGET, 1)
 
     def _header_line(self, tornado_parse, line: bytes) -> None:
         if line[:5] == b"HTTP/":
@@ -155,18 +183,24 @@ class UpstreamClient:
     def __init__(self, base_url: str, api_key: str, max_clients: int = 10000,
                  connect_timeout: float = 10.0, max_body_size: int = 256 * 1024 * 1024):
         self.base_url = base_url.rstrip("/")
-        self._auth = "Bearer " + api_key if api_key else ""
+        # Expect and Pragma empty: libcurl would add them otherwise (tornado does the same).
+        common = [b"Content-Type: application/json", b"Expect:", b"Pragma:"]
+        if api_key:
+            common.append(b"Authorization: Bearer " + api_key.encode("latin-1"))
+        self._json_lines = common + [b"Accept: application/json"]
+        self._stream_lines = common + [b"Accept: text/event-stream"]
         self.connect_timeout = connect_timeout
         self.http = _Client(force_instance=True, max_clients=max_clients, max_body_size=max_body_size)
         self.active: set = set()
 
-    def _headers(self, extra: dict | None) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._auth:
-            headers["Authorization"] = self._auth
-        if extra:
-            headers.update(extra)
-        return headers
+    def _header_lines(self, streaming: bool, extra: dict | None) -> list:
+        lines = list(self._stream_lines if streaming else self._json_lines)
+        for name, value in (extra or {}).items():
+            line = ("%s: %s" % (name, value)).encode("latin-1", "replace")
+            if b"\r" in line or b"\n" in line:
+                raise ValueError("line break in upstream header %r" % name)
+            lines.append(line)
+        return lines
 
     def call(self, method: str, path: str, body: bytes | None, timeout: float,
              extra_headers: dict | None = None,
@@ -176,17 +210,10 @@ class UpstreamClient:
         With `on_chunk` the body is streamed: each read reaches on_chunk, inside libcurl, as it
         arrives (possibly before start() returns); `call.status` is the upstream's status by then.
         """
-        headers = self._headers(extra_headers)
-        if on_chunk is not None:
-            headers["Accept"] = "text/event-stream"
-        request = HTTPRequest(
-            self.base_url + path, method=method, body=body, headers=headers,
-            connect_timeout=self.connect_timeout, request_timeout=timeout,
-            streaming_callback=on_chunk, user_agent=USER_AGENT,
-            decompress_response=on_chunk is None, allow_nonstandard_methods=True,
-        )
-        call = UpstreamCall(self, request, body, on_chunk)
-        request.prepare_curl_callback = call._prepare
+        request = HTTPRequest(self.base_url + path, method=method)
+        call = UpstreamCall(self, request, body, on_chunk, self._header_lines(on_chunk is not None, extra_headers),
+                            timeout)
+        request.gateway_call = call  # how _Client._curl_setup_request finds it
         return call
 
     def start(self, *args, **kwargs) -> UpstreamCall:
@@ -202,6 +229,14 @@ class UpstreamClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _write_buffered(buffer, limit: int, chunk: bytes):
+    """A whole (non-streamed) body, refused past `limit` as tornado's own buffered write does."""
+    if buffer.tell() + len(chunk) > limit:
+        return 0
+    buffer.write(chunk)
+    return None
 
 
 def _retrieve(future) -> None:
