@@ -27,6 +27,7 @@ class RedisAccounting:
         self.prefix = prefix
         self._owns_client = owns_client
         self._pending: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self._flushing = False
 
     def _hash(self, key: str) -> str:
         return "%susage:{%s}" % (self.prefix, key)
@@ -44,32 +45,38 @@ class RedisAccounting:
                 t["abandoned_streams"] += 1
         if ended not in ("completed", "client_gone"):
             t["errors"] += 1
-        await self.flush()
+        if not self._flushing:
+            await self.flush()
+        # else the flush under way writes this too, batched with whatever else arrived meanwhile
 
     async def flush(self) -> None:
-        """Writes the pending increments in one MULTI/EXEC; keeps them for later if Redis is down."""
-        if self.health.down or not self._pending:
-            return
-        pending, self._pending = self._pending, collections.defaultdict(collections.Counter)
+        """Writes the pending increments, one MULTI/EXEC per batch; keeps them while Redis is down."""
+        self._flushing = True
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for key, counts in pending.items():
-                    pipe.sadd(self.prefix + "usage:keys", key)
-                    for field, n in counts.items():
-                        if n:
-                            pipe.hincrby(self._hash(key), field, n)
-                await pipe.execute()
-        except (RedisError, OSError) as e:
-            self.health.failed(e)
-            for key, counts in pending.items():
-                self._pending[key].update(counts)
+            while self._pending and not self.health.down:
+                pending, self._pending = self._pending, collections.defaultdict(collections.Counter)
+                try:
+                    async with self.health.slots, self.client.pipeline(transaction=True) as pipe:
+                        for key, counts in pending.items():
+                            pipe.sadd(self.prefix + "usage:keys", key)
+                            for field, n in counts.items():
+                                if n:
+                                    pipe.hincrby(self._hash(key), field, n)
+                        await pipe.execute()
+                except (RedisError, OSError) as e:
+                    self.health.failed(e)
+                    for key, counts in pending.items():
+                        self._pending[key].update(counts)
+        finally:
+            self._flushing = False
 
     async def snapshot(self) -> dict:
-        if not self.health.down:
+        if not self.health.down and not self._flushing:
             await self.flush()
         try:
-            names = sorted(await self.client.smembers(self.prefix + "usage:keys"))
-            async with self.client.pipeline(transaction=False) as pipe:
+            async with self.health.slots:
+                names = sorted(await self.client.smembers(self.prefix + "usage:keys"))
+            async with self.health.slots, self.client.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.hgetall(self._hash(name))
                 rows = await pipe.execute()
@@ -80,7 +87,7 @@ class RedisAccounting:
         return {name: {f: int(row.get(f, 0)) for f in self.FIELDS} for name, row in zip(names, rows)}
 
     async def close(self) -> None:
-        if self._pending and not self.health.down:
+        if self._pending and not self.health.down and not self._flushing:
             await self.flush()
         if self._owns_client:
             await self.client.aclose()

@@ -35,6 +35,7 @@ log = logging.getLogger("tornado_grok.ratelimit")
 PREFIX = "tg:"
 PROBE_INTERVAL = 0.5  # seconds between PINGs while Redis is down
 REDIS_TIMEOUT = 1.0  # seconds for connect and for each command: a limiter must not stall requests
+MAX_CONNECTIONS = 16  # per process; more calls at once wait their turn for a connection
 
 # Shared by the scripts: ARGV[1] is "now" in seconds, or "" to use Redis's own clock (TIME). Numbers
 # are written with %.17g because redis.call() would truncate a Lua number to an integer.
@@ -132,10 +133,15 @@ return renewed
 """
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A client that fails fast: a limiter that waits seconds for Redis stalls every request."""
-    return aioredis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
-                                   retry=Retry(NoBackoff(), 0), decode_responses=True)
+def connect(url: str, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+    """A client that fails fast: a limiter that waits seconds for Redis stalls every request.
+
+    Callers hold RedisHealth.slots while they use it, so the pool is never asked for more than
+    max_connections at once (a burst of admissions queues on the semaphore, in order, instead).
+    """
+    return aioredis.Redis.from_url(url, max_connections=max_connections, socket_connect_timeout=REDIS_TIMEOUT,
+                                   socket_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 0),
+                                   decode_responses=True)
 
 
 def safe_url(url: str) -> str:
@@ -147,10 +153,15 @@ def safe_url(url: str) -> str:
 
 
 class RedisHealth:
-    """Whether Redis answers. The first failure logs loudly and starts a PING loop that logs recovery."""
+    """Whether Redis answers. The first failure logs loudly and starts a PING loop that logs recovery.
 
-    def __init__(self, client: aioredis.Redis, url: str, failure_mode: str):
+    `slots` bounds the calls in flight on the shared client to its pool size.
+    """
+
+    def __init__(self, client: aioredis.Redis, url: str, failure_mode: str,
+                 max_connections: int = MAX_CONNECTIONS):
         self.client = client
+        self.slots = asyncio.Semaphore(max_connections)
         self.url = safe_url(url)
         self.failure_mode = failure_mode
         self.down = False
@@ -230,9 +241,10 @@ class RedisLimiter:
             member = "%s:%d" % (self._instance, next(self._ids))
             keys = self.keys(key)
             try:
-                out = await self._acquire(keys=keys, args=[
-                    self._now(), limits.requests_per_minute, limits.tokens_per_minute,
-                    limits.concurrent_requests, member, repr(self.lease_seconds)])
+                async with self.health.slots:
+                    out = await self._acquire(keys=keys, args=[
+                        self._now(), limits.requests_per_minute, limits.tokens_per_minute,
+                        limits.concurrent_requests, member, repr(self.lease_seconds)])
             except (RedisError, OSError) as e:
                 self.health.failed(e)
             else:
@@ -260,7 +272,8 @@ class RedisLimiter:
             self._held.pop(lease.member, None)
             if not self.health.down:
                 try:
-                    await self.client.zrem(lease.zkey, lease.member)
+                    async with self.health.slots:
+                        await self.client.zrem(lease.zkey, lease.member)
                 except (RedisError, OSError) as e:
                     self.health.failed(e)  # the lease expires by itself within lease_seconds
         elif lease is not None and lease != "unleased":
@@ -274,7 +287,8 @@ class RedisLimiter:
             await self._local.add_tokens(key, limits, n)
             return
         try:
-            await self._add_tokens(keys=[self.keys(key)[1]], args=[self._now(), limits.tokens_per_minute, n])
+            async with self.health.slots:
+                await self._add_tokens(keys=[self.keys(key)[1]], args=[self._now(), limits.tokens_per_minute, n])
         except (RedisError, OSError) as e:
             self.health.failed(e)
             await self._local.add_tokens(key, limits, n)
@@ -296,7 +310,7 @@ class RedisLimiter:
         for member, zkey in list(self._held.items()):
             by_set.setdefault(zkey, []).append(member)
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
+            async with self.health.slots, self.client.pipeline(transaction=False) as pipe:
                 for zkey, members in by_set.items():
                     await self._renew(keys=[zkey], args=[self._now(), repr(self.lease_seconds), *members],
                                       client=pipe)
