@@ -162,6 +162,10 @@ class StreamRelay:
     def _send_headers(self) -> None:
         self.headers_sent = True
         self.handler.set_sse_headers()
+        # Tornado leaves Nagle on while a response is open; an event must not wait for an ACK.
+        stream = getattr(self.handler.request.connection, "stream", None)
+        if stream is not None:
+            stream.set_nodelay(True)
 
     def _upstream_finished(self, response) -> None:
         if not self.status and response.code != 599:
