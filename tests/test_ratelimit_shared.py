@@ -94,6 +94,34 @@ def test_burst_over_two_processes_admits_exactly_the_limit(fleet, redis_url, moc
     print("memory backend, 2 processes: %d of %d admitted (limit %d/min)" % (mcodes.count(200), sent, limit))
 
 
+def test_sustained_overload_over_four_processes_admits_the_refill_rate(fleet, redis_url):
+    """Four processes hammered for a few seconds: admitted = the full bucket + what refilled meanwhile."""
+    limit, seconds = 120, 4.0  # 2 requests per second come back
+    gateways, key = fleet(4, redis_url, flags=("--rpm", str(limit)))
+    urls = [g.base for g in gateways]
+    stamps = []
+
+    def worker(i):
+        session = requests.Session()
+        n = 0
+        while time.monotonic() < end:
+            code = session.post(urls[(i + n) % 4] + "/chat/completions", json=BODY, headers=auth(key)).status_code
+            if code == 200:
+                stamps.append(time.monotonic())
+            n += 1
+        return n
+
+    start = time.monotonic()
+    end = start + seconds
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        sent = sum(pool.map(worker, range(16)))
+    span = max(stamps) - min(stamps)  # from the first admission to the last
+    expected = limit + limit * span / 60.0
+    print("\nredis backend, 4 processes, %.1f s of overload: %d of %d admitted; a single bucket allows %.1f"
+          % (span, len(stamps), sent, expected))
+    assert expected - 1.5 <= len(stamps) <= expected + 0.5
+
+
 def test_workers_share_one_limit_through_redis(fleet, redis_url):
     limit = 20
     (g,), key = fleet(1, redis_url, flags=("--rpm", str(limit)), args=("--workers", "3"))
