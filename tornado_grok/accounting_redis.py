@@ -21,11 +21,10 @@ class RedisAccounting:
     FIELDS = Accounting.FIELDS
     shared = True
 
-    def __init__(self, client, health: RedisHealth, prefix: str = PREFIX, owns_client: bool = False):
-        self.client = client
-        self.health = health
+    def __init__(self, health: RedisHealth, prefix: str = PREFIX):
+        self.client = health.client
+        self.health = health.use()
         self.prefix = prefix
-        self._owns_client = owns_client
         self._pending: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self._flushing = False
 
@@ -89,8 +88,7 @@ class RedisAccounting:
     async def close(self) -> None:
         if self._pending and not self.health.down and not self._flushing:
             await self.flush()
-        if self._owns_client:
-            await self.client.aclose()
+        await self.health.done()
 
 
 def make_accounting(config, limiter=None):
@@ -98,7 +96,5 @@ def make_accounting(config, limiter=None):
     if config.ratelimit_backend != "redis":
         return Accounting()
     if isinstance(limiter, RedisLimiter):
-        return RedisAccounting(limiter.client, limiter.health)
-    client = connect(config.redis_url)
-    return RedisAccounting(client, RedisHealth(client, config.redis_url, config.redis_failure_mode),
-                           owns_client=True)
+        return RedisAccounting(limiter.health)
+    return RedisAccounting(RedisHealth(connect(config.redis_url), config.redis_url, config.redis_failure_mode))

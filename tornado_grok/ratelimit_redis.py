@@ -153,24 +153,33 @@ def safe_url(url: str) -> str:
 
 
 class RedisHealth:
-    """Whether Redis answers. The first failure logs loudly and starts a PING loop that logs recovery.
+    """One Redis connection shared by its users (the limiter, the accounting), and whether it answers.
 
-    `slots` bounds the calls in flight on the shared client to its pool size.
+    The first failure logs loudly and starts a PING loop that logs the recovery. `slots` bounds the
+    calls in flight to the pool's size. The last user to call done() closes the client, after the
+    calls in flight have finished.
     """
 
     def __init__(self, client: aioredis.Redis, url: str, failure_mode: str,
                  max_connections: int = MAX_CONNECTIONS):
         self.client = client
         self.slots = asyncio.Semaphore(max_connections)
+        self.max_connections = max_connections
         self.url = safe_url(url)
         self.failure_mode = failure_mode
         self.down = False
         self.down_since = 0.0
         self.outages = 0
+        self.closing = False
+        self._users = 0
         self._probe = None
 
+    def use(self) -> "RedisHealth":
+        self._users += 1
+        return self
+
     def failed(self, exc: BaseException) -> None:
-        if self.down:
+        if self.down or self.closing:
             return
         self.down, self.down_since = True, time.monotonic()
         self.outages += 1
@@ -192,9 +201,24 @@ class RedisHealth:
                         self.url, time.monotonic() - self.down_since)
             return
 
-    async def close(self) -> None:
+    async def done(self) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        self.closing = True
         if self._probe is not None:
             self._probe.cancel()
+        await asyncio.sleep(0)  # let releases scheduled just before the shutdown start
+
+        async def quiesce():
+            for _ in range(self.max_connections):
+                await self.slots.acquire()
+
+        try:
+            await asyncio.wait_for(quiesce(), REDIS_TIMEOUT * 2)
+        except asyncio.TimeoutError:
+            pass
+        await self.client.aclose()
 
 
 class _Lease:
@@ -217,7 +241,7 @@ class RedisLimiter:
         self.failure_mode = failure_mode
         self.lease_seconds = float(lease_seconds)
         self.prefix = prefix
-        self.health = RedisHealth(client, url, failure_mode)
+        self.health = RedisHealth(client, url, failure_mode).use()
         self._clock = clock  # tests: a function returning "now" in seconds instead of Redis TIME
         self._acquire = client.register_script(ACQUIRE)
         self._add_tokens = client.register_script(ADD_TOKENS)
@@ -325,8 +349,7 @@ class RedisLimiter:
     async def close(self) -> None:
         if self._renewer is not None:
             self._renewer.cancel()
-        await self.health.close()
-        await self.client.aclose()
+        await self.health.done()
 
 
 def make_limiter(config):
