@@ -178,6 +178,19 @@ def test_slots_of_a_killed_process_come_back_within_the_lease(fleet, redis_url):
         h.close()
 
 
+def test_graceful_stop_gives_slots_back_at_once(fleet, redis_url):
+    """SIGTERM: the drained stream's slot is released, not left to expire (the lease is long here)."""
+    (a, b), key = fleet(2, redis_url, flags=("--concurrency", "1"),
+                        settings={"lease_seconds": 600, "drain_seconds": 0.2})
+    held = open_stalled(a, key)
+    assert requests.post(b.base + "/chat/completions", json=BODY, headers=auth(key)).status_code == 429
+    a.signal(signal.SIGTERM)
+    assert a.wait(30) == 0
+    assert requests.post(b.base + "/chat/completions", json=BODY, headers=auth(key)).status_code == 200
+    assert "REDIS UNREACHABLE" not in a.stderr  # closing the connection is not an outage
+    held.close()
+
+
 def test_usage_is_shared_across_processes(fleet, redis_url):
     (a, b), key = fleet(2, redis_url)
     for g in (a, b, b):

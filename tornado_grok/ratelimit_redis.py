@@ -139,8 +139,10 @@ def connect(url: str, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
     Callers hold RedisHealth.slots while they use it, so the pool is never asked for more than
     max_connections at once (a burst of admissions queues on the semaphore, in order, instead).
     """
+    # One immediate retry, on a new connection: a pooled connection that a Redis restart closed fails
+    # its next command, which is no outage.
     return aioredis.Redis.from_url(url, max_connections=max_connections, socket_connect_timeout=REDIS_TIMEOUT,
-                                   socket_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 0),
+                                   socket_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 1),
                                    decode_responses=True)
 
 
