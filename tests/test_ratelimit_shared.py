@@ -81,6 +81,11 @@ def test_burst_over_two_processes_admits_exactly_the_limit(fleet, redis_url, moc
     assert codes.count(200) == limit and codes.count(429) == sent - limit, codes
     print("\nredis backend, 2 processes: %d of %d admitted (limit %d/min), burst took %.2f s"
           % (codes.count(200), sent, limit, took))
+    for g in gateways:  # either process now refuses, and says why in the same numbers
+        r = requests.post(g.base + "/chat/completions", json=BODY, headers=auth(key))
+        assert r.status_code == 429 and r.headers["Retry-After"] in ("1", "2")  # one back every 2 s
+        h = limit_headers(r)
+        assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("30", "0")
     # The same burst on two processes with the memory backend: each enforces its own limit.
     folder = str(tmp_path / "memory")
     mkey = servers.add_key(os.path.join(folder, "keys.json"), "k", "--rpm", str(limit))

@@ -288,9 +288,7 @@ class RedisLimiter:
             d.lease = _Lease(zkey, member)
             self._held[member] = zkey
             self._start_renewing()
-        elif d.allowed:
-            d.lease = "unleased"  # nothing to give back, but release() is still called once
-        return d
+        return d  # without a concurrency limit there is no lease, and nothing to release
 
     async def release(self, decision: Decision) -> None:
         lease, decision.lease = decision.lease, None
@@ -302,7 +300,7 @@ class RedisLimiter:
                         await self.client.zrem(lease.zkey, lease.member)
                 except (RedisError, OSError) as e:
                     self.health.failed(e)  # the lease expires by itself within lease_seconds
-        elif lease is not None and lease != "unleased":
+        elif lease is not None:  # taken from the per-process limiter during an outage
             decision.lease = lease
             await self._local.release(decision)
 
