@@ -263,6 +263,8 @@ class RedisLimiter:
         return "" if self._clock is None else repr(float(self._clock()))
 
     async def acquire(self, key: str, limits: Limits) -> Decision:
+        if not (limits.requests_per_minute or limits.tokens_per_minute or limits.concurrent_requests):
+            return Decision(True, key, limits)  # an unlimited key needs no Redis, even in an outage
         if not self.health.down:
             member = "%s:%d" % (self._instance, next(self._ids))
             keys = self.keys(key)
