@@ -36,6 +36,8 @@ class Gateway:
         self.metrics = metrics if metrics is not None else Metrics(self)
         self.default_limits = Limits(config.requests_per_minute, config.concurrent_requests,
                                      config.tokens_per_minute)
+        self._limits: dict = {}  # per key digest, for one generation of the keys file
+        self._limits_generation = 0
         self.streams: set = set()
         self.inflight = 0  # admitted /api/v1 requests not yet finished
         self.open_requests = 0  # /api/v1 requests being handled, admitted or not (max_connections)
@@ -53,7 +55,13 @@ class Gateway:
         self._sweeper.start()
 
     def limits_for(self, key) -> Limits:
-        return Limits.for_key(self.default_limits, key.limits)
+        generation = getattr(self.keys, "generation", 0)
+        if generation != self._limits_generation:  # the keys file was re-read: limits may differ
+            self._limits, self._limits_generation = {}, generation
+        limits = self._limits.get(key.digest)
+        if limits is None:
+            limits = self._limits[key.digest] = Limits.for_key(self.default_limits, key.limits)
+        return limits
 
     def request_started(self) -> None:
         self.inflight += 1
@@ -89,6 +97,7 @@ class Gateway:
         limiter_inflight = getattr(self.limiter, "inflight", None)
         return {
             "open_streams": len(self.streams),
+            "paused_streams": sum(1 for r in self.streams if r.call is not None and r.call.paused),
             "upstream_active": len(self.upstream.active),
             "inflight": self.inflight,
             "open_requests": self.open_requests,
