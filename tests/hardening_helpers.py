@@ -81,11 +81,11 @@ def raw_request(method: str, path: str, headers: dict, body: bytes = b"") -> byt
 
 
 def read_all(sock: socket.socket) -> bytes:
-    data = b""
+    data = bytearray()
     while True:
-        piece = sock.recv(65536)
+        piece = sock.recv(262144)
         if not piece:
-            return data
+            return bytes(data)
         data += piece
 
 
@@ -111,3 +111,24 @@ def read_until(sock: socket.socket, marker: bytes, got: bytes = b"") -> bytes:
             raise AssertionError("connection closed before %r; got %r" % (marker, got[-300:]))
         got += piece
     return got
+
+
+def dechunk(raw: bytes):
+    """(head, body, complete) of a raw HTTP/1.1 response, linear in its size (mock_helpers.dechunk is
+    fine for short answers; this one is for the tens of megabytes of the backpressure tests)."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" not in head.lower():
+        return head, rest, None
+    parts, pos = [], 0
+    while True:
+        eol = rest.find(b"\r\n", pos)
+        if eol < 0:
+            return head, b"".join(parts), False
+        size = int(rest[pos:eol].split(b";")[0], 16)
+        if size == 0:
+            return head, b"".join(parts), True
+        start = eol + 2
+        parts.append(rest[start:start + size])
+        if len(rest) < start + size + 2:
+            return head, b"".join(parts), False
+        pos = start + size + 2

@@ -1,0 +1,73 @@
+"""Backpressure: a client that reads nothing makes the gateway pause its upstream read (the mock's
+writes stop well before the end of a long stream) instead of buffering the whole answer; when the
+client reads again everything arrives, byte for byte as the upstream sent it, in order."""
+
+import re
+import socket
+import time
+
+import pytest
+
+from tests import hardening_helpers as hh
+from tests.servers import wait_until
+from tests.wire import chat_body, direct
+
+CHUNKS = 100_000  # ~30 MB of SSE: far more than the socket buffers and the high-water mark together
+BODY = chat_body(content="chunks=%d size=200" % CHUNKS, model="bench-model")
+CREATED = re.compile(rb'"created":\d+')
+
+
+@pytest.fixture(scope="module")
+def bp_gateway(mock, tmp_path_factory):
+    g, key = hh.start(str(tmp_path_factory.mktemp("bp")), mock.base,
+                      {"idle_timeout": 1.0, "high_water_mark": 64 * 1024})
+    yield g, key
+    g.stop()
+
+
+def slow_socket(gateway) -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", gateway.port))
+    return s
+
+
+def test_a_client_that_reads_nothing_pauses_the_upstream(bp_gateway, mock):
+    gateway, key = bp_gateway
+    test_id = "bp-" + str(time.monotonic_ns())
+    s = slow_socket(gateway)
+    payload = hh.json.dumps(BODY).encode()
+    s.sendall(hh.raw_request("POST", "/api/v1/chat/completions",
+                             hh.auth(key, **{"X-Mock-Test-Id": test_id, "Connection": "close"}), payload))
+    wait_until(lambda: hh.state(gateway)["paused_streams"] == 1, timeout=10)
+    written = mock.wait_entry(test_id=test_id)["events"]
+    # Read nothing for longer than idle_timeout: a paused stream is slow, not idle, and is kept.
+    time.sleep(1.5)
+    entry = mock.journal(test_id=test_id)[-1]
+    assert entry["ended"] is None
+    # The mock writes (and journals) batches of 256 chunks; most of them could not be written, and
+    # nothing moved while the client read nothing (what did fit is in kernel socket buffers).
+    assert entry["events"] * 256 < CHUNKS / 2, entry["events"]
+    assert entry["events"] == written
+    assert hh.state(gateway)["paused_streams"] == 1
+
+    raw = hh.read_all(s)
+    s.close()
+    head, body, complete = hh.dechunk(raw)
+    assert head.startswith(b"HTTP/1.1 200") and complete
+    expected = direct(mock, dict(BODY, stream_options={"include_usage": True})).content
+    assert body.count(b"\n\n") == CHUNKS + 2
+    assert CREATED.sub(b"", body) == CREATED.sub(b"", expected)
+    assert mock.wait_ended(test_id=test_id)["ended"] == "complete"
+    hh.wait_idle(gateway)
+
+
+def test_fast_readers_are_not_paused_for_long(bp_gateway, mock):
+    gateway, key = bp_gateway
+    from tests.wire import post
+    r = post(gateway.base + "/chat/completions", chat_body(content="chunks=20000 size=200", model="bench-model"),
+             hh.auth(key), timeout=60)
+    assert r.status_code == 200
+    assert r.content.count(b"\n\n") == 20000 + 2 and r.content.endswith(b"data: [DONE]\n\n")
+    hh.wait_idle(gateway)
