@@ -1,13 +1,15 @@
 """Can the load tester hold 5,000 concurrent slow streams? Prints figures, asserts nothing.
 
     python bench/loadtest_capacity.py [--streams 5000] [--prompt "chunks=10 delay=1000 size=8"]
-                                      [--server python|node] [--ramp-up S]
+                                      [--server python|node] [--ramp-up S (default 2)]
 
 Starts a target in a subprocess on a free loopback port (tests/sse_target.py, or with
 `--server node` the shared harness's mock ../shared/bench/mock_sse.js), then runs
-`python -m tornado_grok.loadtest` with --concurrency = --requests = STREAMS, so every stream is
-open at once, and prints whether all completed, the peak number of open streams, and the load
-tester's own CPU and RSS.
+`python -m tornado_grok.loadtest` with --concurrency = --requests = STREAMS (started over
+--ramp-up seconds, shorter than one stream, so all are open together), and prints whether all
+completed, the peak number of open streams, and the load tester's own CPU and RSS. With
+`--ramp-up 0` all connections are opened in the same instant: the resulting burst of event-loop
+lag is reported too.
 """
 import argparse
 import json
@@ -48,7 +50,8 @@ def main():
     p.add_argument("--prompt", default="chunks=10 delay=1000 size=8")
     p.add_argument("--server", choices=("python", "node"), default="python")
     p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--ramp-up", type=float, default=0.0, help="seconds over which to start the streams")
+    p.add_argument("--ramp-up", type=float, default=2.0,
+                   help="seconds over which to start the streams (default %(default)s; 0: all at once)")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by both children
