@@ -46,6 +46,7 @@ class KeyStore:
         self._by_digest: dict[str, ClientKey] = {}
         self._mtime = None
         self._checked = 0.0
+        self.generation = 0  # bumped on every reload, so caches of per-key data can tell
         self.reload()
 
     def reload(self) -> None:
@@ -58,6 +59,7 @@ class KeyStore:
             for entry in read_file(self.path):
                 keys[entry.digest] = entry
         self._by_digest = keys
+        self.generation += 1
 
     def _maybe_reload(self) -> None:
         """Picks up keys added by `run.py keys add` while running, at most once a second."""

@@ -89,7 +89,8 @@ class StreamRelay:
         headers arrive: until then a failure can still be answered with its own status.
         """
         if self.closed:
-            return WRITE_ABORT
+            # After [DONE] let the transfer end by itself, so its connection can be reused.
+            return None if self.saw_done else WRITE_ABORT
         self.last_read = time.monotonic()
         self.status = status = self.call.status
         if status != 200:
@@ -139,6 +140,11 @@ class StreamRelay:
             self.events += len(out)
             self.last_write = self.last_read
             self._write(out)
+            if self.saw_done:
+                # The upstream finished normally: the client's response ends with this write.
+                self.outcome = Outcome.COMPLETED
+                self._end()
+        return None
 
     def _write(self, out: list) -> None:
         if not out or self.closed:
@@ -172,7 +178,7 @@ class StreamRelay:
             self.status = response.code
         if self.status and self.status != 200:
             body = b"".join(self.error_body)
-            self.abort(errors.from_upstream(self.status, body, response.headers), Outcome.UPSTREAM_ERROR)
+            self.abort(errors.from_upstream(self.status, body, self.call.headers()), Outcome.UPSTREAM_ERROR)
         elif response.code == 599:
             errno = curl_errno(response)
             outcome = Outcome.TIMEOUT if errno == errors.CURLE_OPERATION_TIMEDOUT else Outcome.UPSTREAM_ERROR

@@ -16,13 +16,14 @@ Three departures from the stock client, each for a measured reason (bench/README
   lines built once per client.
 
 Tornado 6.6's private `_finish`, `_requests`, `_process_queue`, `_handle_timeout`,
-`_curl_setup_request` and `_curl_header_callback` are used on purpose; requirements.txt pins tornado.
+and `_curl_setup_request` are used on purpose; requirements.txt pins tornado.
 """
 
 import functools
 from typing import Callable
 
 import pycurl
+from tornado import httputil
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import HTTPRequest, HTTPResponse
 
@@ -78,7 +79,7 @@ class UpstreamCall:
     """One upstream request in flight: its curl handle once it has one, and its pause state."""
 
     __slots__ = ("upstream", "request", "curl", "client", "future", "paused", "cancelled", "status", "body",
-                 "on_chunk", "callback_error", "in_callback", "header_lines", "timeout")
+                 "on_chunk", "callback_error", "in_callback", "header_lines", "timeout", "raw_headers")
 
     def __init__(self, upstream: "UpstreamClient", request: HTTPRequest, body: bytes | None, on_chunk,
                  header_lines: list, timeout: float):
@@ -89,6 +90,7 @@ class UpstreamCall:
         self.on_chunk = on_chunk
         self.header_lines = header_lines
         self.timeout = timeout
+        self.raw_headers = []
         self.curl = None
         self.future = None
         self.paused = False
@@ -108,9 +110,8 @@ class UpstreamCall:
         setopt(pycurl.URL, self.request.url)
         setopt(pycurl.HTTPHEADER, self.header_lines)
         # The status must be known inside the write callback, where pycurl refuses getinfo(): take
-        # it from the status line as libcurl hands it over, then let tornado parse the headers.
-        setopt(pycurl.HEADERFUNCTION, functools.partial(
-            self._header_line, functools.partial(self.client._curl_header_callback, headers, None)))
+        # it from the status line as libcurl hands it over. Other lines are parsed only if needed.
+        setopt(pycurl.HEADERFUNCTION, self._header_line)
         if self.on_chunk is not None:
             setopt(pycurl.WRITEFUNCTION, self._write)
         else:
@@ -130,11 +131,25 @@ class UpstreamCall:
         else:
             setopt(pycurl.HTTPGET, 1)
 
-    def _header_line(self, tornado_parse, line: bytes) -> None:
+    def _header_line(self, line: bytes) -> None:
         if line[:5] == b"HTTP/":
             parts = line.split(None, 2)
             self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        tornado_parse(line)
+            self.raw_headers = []
+        else:
+            self.raw_headers.append(line)
+
+    def headers(self) -> httputil.HTTPHeaders:
+        """The upstream's response headers (of its last status line), parsed on demand."""
+        headers = httputil.HTTPHeaders()
+        for line in self.raw_headers:
+            text = line.decode("latin-1").rstrip("\r\n")
+            if text:
+                try:
+                    headers.parse_line(text)
+                except httputil.HTTPInputError:
+                    pass
+        return headers
 
     def _write(self, chunk: bytes):
         """libcurl's write callback: hands the read straight to on_chunk (see the module docstring)."""

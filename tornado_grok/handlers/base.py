@@ -202,7 +202,7 @@ class APIHandler(BaseHandler):
         if response.code == 599:
             raise errors.from_curl(curl_errno(response))
         if response.code >= 300:
-            raise errors.from_upstream(response.code, response.body or b"", response.headers)
+            raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers())
         try:
             return ujson.loads(response.body)
         except ValueError:
