@@ -75,3 +75,29 @@ def test_upstream_refusing_connections_is_502(make_gateway, stream_flag):
         assert r.content == b'data: {"error":"API error: upstream unreachable"}\n\n'
     else:
         assert r.json()["error"]["message"] == "API error: upstream unreachable"
+
+
+def test_connect_timeout_is_504(make_gateway):
+    import socket
+    # A listener that never accepts, its backlog filled: the kernel drops further SYNs, so a
+    # connect neither succeeds nor fails until the gateway's connect_timeout ends it.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        gateway, key = make_gateway({"connect_timeout": 0.3},
+                                    upstream_url="http://127.0.0.1:%d/v1" % port)
+        r = post(gateway.base + "/chat/completions", chat_body(), {"Authorization": "Bearer " + key})
+        assert r.status_code == 504
+        assert r.content == b'data: {"error":"API error: upstream timed out"}\n\n'
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
