@@ -93,7 +93,18 @@ def log_request(handler) -> None:
     if "ended" not in line and status >= 400:
         error_outcome = getattr(handler, "error_outcome", None)
         line["ended"] = error_outcome() if error_outcome is not None else "rejected"
-    access_log.info(ujson.dumps(line, ensure_ascii=False, escape_forward_slashes=False))
+    text = ujson.dumps(line, ensure_ascii=False, escape_forward_slashes=False)
+    token = _bearer_token(handler)
+    if token and token in text:
+        # The client put its own key in a field we log (a request id, a model name): not in our log.
+        text = text.replace(token, "[redacted]")
+    access_log.info(text)
+
+
+def _bearer_token(handler) -> str:
+    parts = (handler.request.headers.get("Authorization") or "").split()
+    token = parts[-1] if parts else ""
+    return token if len(token) >= 8 else ""
 
 
 
