@@ -50,6 +50,8 @@ async def serve(args: argparse.Namespace) -> None:
     print(f"mock_upstream listening on http://{shown}:{port}", flush=True)
     await stop.wait()
     server.stop()
+    # Close open streams (a stall would otherwise last 600 s) so no handler is cancelled mid-write.
+    await asyncio.wait_for(server.close_all_connections(), 5)
 
 
 def main(argv=None) -> None:

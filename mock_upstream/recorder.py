@@ -279,6 +279,7 @@ async def serve(args: argparse.Namespace) -> None:
     print(f"mock_upstream recorder listening on http://{args.host}:{port}", flush=True)
     await stop.wait()
     server.stop()
+    await asyncio.wait_for(server.close_all_connections(), 5)
     recorder.client.close()
 
 

@@ -4,6 +4,7 @@ the client leaving mid-stream, and the flags of the command line."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -91,9 +92,12 @@ def test_cli_refuses_non_loopback_host():
 def test_cli_exits_cleanly_on_signals(sig):
     mock = start_mock()
     assert mock.url.startswith("http://127.0.0.1:") and mock.port > 0
-    mock.proc.send_signal(sig)
-    assert mock.proc.wait(10) == 0
-    assert "Traceback" not in mock.stderr()
+    with socket.create_connection(("127.0.0.1", mock.port)) as open_stream:  # a stall in progress
+        open_stream.sendall(raw_post("/v1/chat/completions", BODY, {**AUTH, **mock_headers("stall", "t-sig")}))
+        mock.wait_entry(test_id="t-sig")
+        mock.proc.send_signal(sig)
+        assert mock.proc.wait(10) == 0
+    assert mock.stderr() == ""
     mock.stop()
 
 
