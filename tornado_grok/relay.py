@@ -50,6 +50,7 @@ class StreamRelay:
         self.started = self.last_read = self.last_write = now
         self.first_event_at = None
         self.headers_sent = False
+        self.stream = None  # the client's IOStream, once the response has started
         self.saw_done = False
         self.closed = False  # nothing more goes to the client
         self.status = 0
@@ -151,10 +152,25 @@ class StreamRelay:
             return
         data = b"".join(out) if len(out) > 1 else out[0]
         self.bytes_out += len(data)
-        if not self.headers_sent:
-            self._send_headers()
-        self.handler.write(data)
-        flushed = self.handler.flush()
+        if self.stream is None:
+            # The first write goes through tornado: it sends the status line and headers (and
+            # starts the chunked encoding) together with these events. (An HTTP/1.0 client gets
+            # no chunked encoding, and every write through tornado.)
+            if not self.headers_sent:
+                self._send_headers()
+            self.handler.write(data)
+            flushed = self.handler.flush()
+            connection = self.handler.request.connection
+            if getattr(connection, "_chunking_output", False):
+                self.stream = connection.stream
+        else:
+            # Later events go straight to the connection's IOStream as HTTP/1.1 chunks, without the
+            # two futures and callbacks per write of RequestHandler.flush; the order is the
+            # stream's, so tornado's own last chunk still comes after them.
+            try:
+                flushed = self.stream.write(b"%x\r\n%s\r\n" % (len(data), data))
+            except StreamClosedError:
+                return  # on_connection_close follows
         call = self.call
         if call is not None and not call.paused and self.handler.unsent_bytes() > self.high_water:
             # Backpressure: stop reading the upstream until this client has taken what it owes.
