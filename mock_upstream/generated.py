@@ -6,6 +6,7 @@ the path load tests use, so the event bytes are built once per request by concat
 json.dumps per chunk, and back-to-back chunks are written in batches of 256 like mock_sse.js.
 """
 
+import functools
 import math
 import re
 import time
@@ -55,8 +56,15 @@ def _param(text: str, key: str, default: int, high: int) -> int:
     return default if match is None else min(high, max(0, int(match.group(1))))
 
 
+@functools.lru_cache(maxsize=4096)
 def chunk_text(size: int, k: int) -> str:
     return "".join(ALPHA[(i + k) % len(ALPHA)] for i in range(size))
+
+
+@functools.lru_cache(maxsize=4096)
+def _event_tail(size: int, k: int) -> bytes:
+    """Everything of a synthetic content event after its per-request head (a pure function: cached)."""
+    return b'{"content":' + dumps(chunk_text(size, k)) + b'},"finish_reason":null}]}\n\n'
 
 
 def usage_for(body: dict, completion_tokens: int) -> dict:
@@ -84,7 +92,7 @@ def synthetic(body: dict, batch: bool = True) -> Plan:
         return Plan(200, {}, False, dumps(completion), wait)
     head = b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[{"index":0,"delta":' % (
         created, dumps(model))
-    events = [head + b'{"content":' + dumps(chunk_text(size, k)) + b'},"finish_reason":null}]}\n\n' for k in range(min(RING, chunks))]
+    events = [head + _event_tail(size, k) for k in range(min(RING, chunks))]
     tail = head + b'{},"finish_reason":"stop"}]'
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
