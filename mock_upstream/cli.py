@@ -20,10 +20,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--require-key", default=os.environ.get("MOCK_REQUIRE_KEY"), help="accept only this Bearer key (env MOCK_REQUIRE_KEY)")
     p.add_argument("--recordings", action="append", default=[], metavar="DIR", help="extra recordings directory (repeatable)")
     p.add_argument("--scenarios", default=BUILTIN_SCENARIOS, metavar="FILE", help="scenarios and rules (TOML)")
+    p.add_argument("--journal-size", type=int, default=10000, metavar="N", help="journal entries kept (the most recent)")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     args = p.parse_args(argv)
     if args.speed < 0:
         p.error("--speed must not be negative")
+    if args.journal_size < 1:
+        p.error("--journal-size must be at least 1")
     if not args.allow_remote and not is_loopback(args.host):
         p.error(f"refusing to listen on non-loopback {args.host!r} without --allow-remote")
     return args
@@ -40,7 +43,7 @@ def is_loopback(host: str) -> bool:
 
 async def serve(args: argparse.Namespace) -> None:
     options = dict(speed=args.speed, require_key=args.require_key, recordings_dirs=args.recordings,
-                   scenarios_file=args.scenarios)
+                   scenarios_file=args.scenarios, journal_limit=args.journal_size)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

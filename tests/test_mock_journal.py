@@ -71,3 +71,11 @@ def test_wait_for_an_entry_that_does_not_exist_yet(mock):
 def test_wait_times_out(mock):
     with pytest.raises(TimeoutError):
         mock.wait_entry(10**9, timeout=0.05)
+
+
+def test_journal_size_keeps_the_most_recent():
+    with start_mock("--speed", "0", "--journal-size", "2") as small:
+        s = session()
+        for _ in range(4):
+            s.get(small.base + "/models", headers={"Authorization": "Bearer k"})
+        assert [e["seq"] for e in small.journal()] == [3, 4]
