@@ -118,12 +118,12 @@ class StreamRelay:
             except ValueError:
                 obj = None
             if type(obj) is not dict:
-                self._write(out)
+                self._emit(out)
                 self.abort(GatewayError(502, "the upstream sent an event that is not a JSON object",
                                         code="upstream_bad_event"), Outcome.UPSTREAM_ERROR)
                 return WRITE_ABORT
             if obj.get("error"):
-                self._write(out)
+                self._emit(out)
                 self.abort(GatewayError(502, errors.upstream_text(data) or "the upstream reported an error",
                                         code="upstream_stream_error"), Outcome.UPSTREAM_ERROR)
                 return WRITE_ABORT
@@ -136,16 +136,21 @@ class StreamRelay:
                 data = data.replace(self.rewrite[0], self.rewrite[1], 1)
             out.append(b"data: " + data + b"\n\n")
         if out:
-            if self.first_event_at is None:
-                self.first_event_at = self.last_read
-            self.events += len(out)
-            self.last_write = self.last_read
-            self._write(out)
+            self._emit(out)
             if self.saw_done:
                 # The upstream finished normally: the client's response ends with this write.
                 self.outcome = Outcome.COMPLETED
                 self._end()
         return None
+
+    def _emit(self, out: list) -> None:
+        """Writes the events of one upstream read, and notes when."""
+        if out:
+            if self.first_event_at is None:
+                self.first_event_at = self.last_read
+            self.events += len(out)
+            self.last_write = self.last_read
+            self._write(out)
 
     def _write(self, out: list) -> None:
         if not out or self.closed:
