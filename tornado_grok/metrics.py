@@ -6,9 +6,10 @@ events and keep-alives are added from the relay's own counters at its end.
 """
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# generate_latest() writes the classic text format, which every Prometheus version reads as 0.0.4.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _ENDPOINTS = frozenset((
