@@ -79,7 +79,7 @@ class Recording:
 
     def plan(self, model: str, stream: bool, include_usage: bool) -> Plan:
         model_json = dumps(model)
-        if self.kind == "json" and (self.status >= 400 or not stream):
+        if self.kind == "json" and (self.status >= 400 or not stream or not self.body[0].startswith(b"{")):
             return Plan(self.status, dict(self.headers), False, splice(self.body, model_json), self.body_delay)
         # Answered in the other shape than recorded: the recorded Content-Type no longer fits.
         headers = {k: v for k, v in self.headers.items() if k.lower() != "content-type"}
@@ -122,21 +122,22 @@ class Recording:
     def _json_as_stream(self) -> list:
         """A completion asked for as a stream: one chunk with the message, one with the finish."""
         completion = json.loads(splice(self.body, _MODEL_BYTES))
-        return completion_as_events(completion)
+        return completion_as_events(completion, self.body_delay)
 
 
-def completion_as_events(completion: dict) -> list:
-    """chat.completion -> chunk events (role+content, finish, usage if asked, [DONE])."""
+def completion_as_events(completion: dict, delay: float = 0.0) -> list:
+    """chat.completion -> chunk events (role+content after `delay`, finish, usage if asked, [DONE])."""
     base = {k: completion[k] for k in ("id", "created", "model") if k in completion}
     base["object"] = "chat.completion.chunk"
     choice = (completion.get("choices") or [{}])[0]
     delta = dict(choice.get("message") or {"role": "assistant", "content": ""})
+    finish = choice.get("finish_reason", "stop")
     events = [
-        EventTemplate(0.0, template(dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}]))),
-        EventTemplate(0.0, template(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason", "stop")}]))),
+        EventTemplate(delay, _wrap(template(dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}])))),
+        EventTemplate(0.0, _wrap(template(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": finish}])))),
     ]
     if completion.get("usage"):
-        usage = template(dict(base, choices=[], usage=completion["usage"]))
+        usage = _wrap(template(dict(base, choices=[], usage=completion["usage"])))
         events.append(EventTemplate(0.0, usage, usage_only=True))
     events.append(EventTemplate(0.0, (DONE_BYTES,), done=True))
     return events

@@ -85,7 +85,12 @@ def test_json_recordings(mock, name, stream):
             assert set(err) == {"code", "error"} and all(isinstance(v, str) for v in err.values())
     else:
         assert r.headers["Content-Type"].startswith("text/event-stream")
-        assert r.content.endswith(b"data: [DONE]\n\n")
+        whole = json.loads(rec.plan("my-model", False, False).body)
+        events = r.content.split(b"\n\n")
+        assert events[-2:] == [b"data: [DONE]", b""] and all(e.startswith(b"data: {") for e in events[:-2])
+        first = json.loads(events[0][6:])
+        assert first["object"] == "chat.completion.chunk" and first["model"] == "my-model"
+        assert first["choices"][0]["delta"] == whole["choices"][0]["message"]
 
 
 def test_http_429_has_retry_after(mock):
