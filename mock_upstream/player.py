@@ -115,6 +115,9 @@ async def _play_raw(handler, plan: Plan, speed: float) -> str:
     head += [f"{k}: {v}" for k, v in plan.headers.items() if k.lower() not in ("content-type", "cache-control")]
     head.append("Connection: close")
     done = False
+    timer = None
+    if plan.disconnect_at is not None:
+        timer = IOLoop.current().call_later(plan.disconnect_at, handler.drop_detached, stream)
     try:
         await stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         clock = Clock(speed)
@@ -132,4 +135,6 @@ async def _play_raw(handler, plan: Plan, speed: float) -> str:
             done = done or step.done
         return "complete" if done else "fault"
     finally:
+        if timer is not None:
+            IOLoop.current().remove_timeout(timer)
         stream.close()

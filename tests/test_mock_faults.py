@@ -84,6 +84,14 @@ def test_disconnect_after_ms_on_a_non_stream_answer(mock, test_id):
     assert mock.wait_ended(test_id=test_id)["ended"] == "fault"
 
 
+def test_disconnect_after_ms_without_chunked_framing(mock, test_id):
+    mock.set_fault(test_id, {"disconnect_after_ms": 50, "close_delimited": True}, times=1)
+    raw = raw_exchange(mock.url, raw_post("/v1/chat/completions", BODY, {**AUTH, **mock_headers("stall", test_id)}))
+    head, body, complete = dechunk(raw)
+    assert complete is None and len(events(body)) == 3
+    assert mock.wait_ended(test_id=test_id)["ended"] == "fault"
+
+
 def test_stall_after_then_end_without_done(mock, test_id):
     mock.set_fault(test_id, {"stall_after": 4, "stall_ms": 1}, times=1)
     got = events(post(mock, test_id).content)

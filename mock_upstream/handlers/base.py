@@ -141,6 +141,13 @@ class ApiHandler(RequestHandler):
         self.gone.set()
         self.detach().close()
 
+    def drop_detached(self, stream) -> None:
+        """drop() for a connection already taken with take_stream()."""
+        self.dropped = True
+        self.end("fault")
+        self.gone.set()
+        stream.close()
+
     def drop_later(self, seconds: float) -> None:
         self._drop_timer = IOLoop.current().call_later(seconds, self.drop)
 
