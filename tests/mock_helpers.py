@@ -4,11 +4,15 @@
 
     with start_mock("--speed", "0") as mock:        # or: mock = start_mock(); ...; mock.stop()
         client = OpenAI(api_key="k", base_url=mock.base)
+        mock.set_fault("t1", {"disconnect_after": 3}, times=1)   # the next request tagged t1 only
         requests.post(mock.base + "/chat/completions", json=body,
                       headers={"Authorization": "Bearer k", **mock_headers("story", test_id="t1")})
-        mock.set_fault("t1", {"disconnect_after": 3}, times=1)
         entry = mock.wait_ended(timeout=5, test_id="t1")   # the mock saw that request end
-        assert entry["ended"] == "client_closed"
+        assert entry["ended"] == "fault"   # "complete" | "client_closed" | "fault"
+
+Raw-socket helpers: raw_post(path, body, headers) builds request bytes, raw_exchange(url, bytes)
+reads until the server closes, dechunk(raw) -> (head, body, complete) tells a dropped chunked body.
+start_recorder(upstream, out, directory) runs the recording proxy the same way.
 
 MockProcess: .url (http://127.0.0.1:PORT), .base (.../v1), .port, .journal(test_id=None),
 .clear_journal(), .wait_entry(seq=None, timeout=5, ended=False, test_id=None),
