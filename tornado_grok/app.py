@@ -94,6 +94,11 @@ def log_request(handler) -> None:
         error_outcome = getattr(handler, "error_outcome", None)
         line["ended"] = error_outcome() if error_outcome is not None else "rejected"
     text = ujson.dumps(line, ensure_ascii=False, escape_forward_slashes=False)
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate from a client's JSON: log it escaped
+            text = ujson.dumps(line, ensure_ascii=True, escape_forward_slashes=False)
     token = _bearer_token(handler)
     if token and token in text:
         # The client put its own key in a field we log (a request id, a model name): not in our log.

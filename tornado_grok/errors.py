@@ -30,6 +30,16 @@ _TYPES = {
 }
 
 
+def json_bytes(obj) -> bytes:
+    """Compact UTF-8 JSON. A lone surrogate (a client's JSON "\\ud800") has no UTF-8 form: then the
+    text is written with ASCII escapes, which JSON readers decode to the same string."""
+    text = ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return ujson.dumps(obj, ensure_ascii=True, escape_forward_slashes=False).encode()
+
+
 class GatewayError(HTTPError):
     """An error a client sees: HTTP status, message text, OpenAI-style type and code, extra headers.
 
@@ -48,10 +58,8 @@ class GatewayError(HTTPError):
 
     def json_body(self) -> bytes:
         """The non-streaming rendering."""
-        return ujson.dumps(
-            {"error": {"message": "API error: " + self.message, "type": self.kind, "code": self.code}},
-            ensure_ascii=False, escape_forward_slashes=False,
-        ).encode()
+        return json_bytes(
+            {"error": {"message": "API error: " + self.message, "type": self.kind, "code": self.code}})
 
     def sse_event(self, openai_form: bool = False) -> bytes:
         """The streaming rendering: the seed's `data: {"error":"API error: ..."}` event."""
@@ -59,7 +67,7 @@ class GatewayError(HTTPError):
             obj = {"error": {"message": "API error: " + self.message, "type": self.kind, "code": self.code}}
         else:
             obj = {"error": "API error: " + self.message}
-        return b"data: " + ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode() + b"\n\n"
+        return b"data: " + json_bytes(obj) + b"\n\n"
 
     def __str__(self) -> str:
         return "%d: %s" % (self.status, self.message)

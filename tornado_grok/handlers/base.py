@@ -13,13 +13,14 @@ from .. import errors
 from ..errors import GatewayError
 from ..upstream import curl_errno
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 def dumps(obj) -> bytes:
-    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode()
+    return errors.json_bytes(obj)
 
 
 class BaseHandler(web.RequestHandler):
@@ -148,6 +149,9 @@ class APIHandler(BaseHandler):
         if not isinstance(body, dict):
             raise GatewayError(400, "the request body must be a JSON object, not %s" % _json_type(body),
                                code="invalid_json")
+        if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
+            raise GatewayError(400, "the request body has a lone UTF-16 surrogate escape (\\ud800-\\udfff): "
+                               "not valid Unicode", code="invalid_json")
         return body
 
     async def begin(self) -> dict:
@@ -270,6 +274,15 @@ class _ClientGone(web.HTTPError):
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(413, "the request body is larger than the limit of %d bytes" % limit,
                         code="body_too_large")
+
+
+def _lone_surrogate(body: dict) -> bool:
+    """Whether a string of the parsed body holds half a surrogate pair (pairs decode to one character)."""
+    try:
+        ujson.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _overloaded(cap: str) -> GatewayError:
