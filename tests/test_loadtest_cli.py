@@ -273,7 +273,8 @@ def test_stop_event_ends_a_run_early_and_cancels_streams(target, extra):
     assert set(rec.ends) == {"cancelled"}
 
 
-def test_ramp_up(target, capsys):
-    doc = run_json(capsys, "--url", target.url, "-c", "4", "-n", "8", "--ramp-up", "0.2",
-                   "--prompt", "chunks=2")
-    assert doc["config"]["ramp_up_s"] == 0.2 and doc["runs"][0]["summary"]["ok"] == 8
+def test_ramp_up_and_connect_limit(target, capsys):
+    doc = run_json(capsys, "--url", target.url, "-c", "6", "-n", "12", "--ramp-up", "0.2",
+                   "--connect-limit", "2", "--prompt", "chunks=2")
+    assert doc["config"]["ramp_up_s"] == 0.2 and doc["config"]["connect_limit"] == 2
+    assert doc["runs"][0]["summary"]["ok"] == 12

@@ -45,6 +45,8 @@ def build_parser():
     g.add_argument("--warmup", type=int, default=0, help="first run N unrecorded requests")
     g.add_argument("--timeout", type=float, default=60.0, help="per-request limit, s (default %(default)s)")
     g.add_argument("--connect-timeout", type=float, default=10.0)
+    g.add_argument("--connect-limit", type=int, default=0, metavar="N",
+                   help="at most N TCP handshakes in progress at once (default 0: no limit)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     o.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
@@ -81,6 +83,8 @@ def _check(args, parser):
         parser.error("--duration must be > 0")
     if args.ramp_up < 0:
         parser.error("--ramp-up must be >= 0")
+    if args.connect_limit < 0:
+        parser.error("--connect-limit must be >= 0")
     if args.timeout <= 0 or args.connect_timeout <= 0:
         parser.error("timeouts must be > 0")
     if args.requests is None and args.duration is None:
@@ -97,7 +101,7 @@ def _config(args, shape):
         "max_inflight": args.max_inflight if args.rate else None,
         "ramp_up_s": None if args.rate else args.ramp_up,
         "requests": args.requests, "duration_s": args.duration, "timeout_s": args.timeout,
-        "warmup": args.warmup,
+        "warmup": args.warmup, "connect_limit": args.connect_limit,
     }
 
 
@@ -114,7 +118,8 @@ async def _run(args, shape, targets, progress):
             if stop.is_set():
                 break
             rec, me, conns = await run_load(target, shape, progress=progress, label=label,
-                                            stop=stop, warmup=args.warmup)
+                                            stop=stop, warmup=args.warmup,
+                                            connect_limit=args.connect_limit)
             runs.append((report.run_entry(label, target, rec, me, conns), rec))
     finally:
         try:

@@ -297,20 +297,25 @@ class Conn(asyncio.Protocol):
 class Client:
     """Runs requests against one Target, reusing keep-alive connections."""
 
-    def __init__(self, target, rec):
+    def __init__(self, target, rec, connect_limit=0):
         self.target = target
         self.rec = rec
         self.idle = []
         self.active = set()
         self.connections_opened = 0
         self.stopping = False
+        # Thousands of connects completing in one loop iteration stall it for up to a second; a
+        # limit on handshakes in progress keeps bursts short but makes new connections queue
+        # (in the tester, counted in the request's time): off by default, like independent users.
+        self.connect_slots = asyncio.Semaphore(connect_limit) if connect_limit > 0 else None
 
     async def _connect(self):
         loop = asyncio.get_running_loop()
         t = self.target
         async with asyncio.timeout(t.connect_timeout):  # cheaper than wait_for: no extra task
-            _, conn = await loop.create_connection(lambda: Conn(self.rec), t.host, t.port, ssl=t.ssl,
-                                                   server_hostname=t.host if t.ssl else None)
+            _, conn = await loop.create_connection(
+                lambda: Conn(self.rec), t.host, t.port, ssl=t.ssl,
+                server_hostname=t.host if t.ssl else None)
         self.connections_opened += 1
         return conn
 
@@ -345,6 +350,14 @@ class Client:
                     break
                 c.transport.abort()
             if conn is None:
+                slots = self.connect_slots
+                if slots is not None:
+                    try:  # waiting for a connect slot counts against the request's own timeout
+                        async with asyncio.timeout(max(0.001, res.t0 + t.timeout - perf())):
+                            await slots.acquire()
+                    except asyncio.TimeoutError:
+                        res.end, res.detail = "timeout", f"no connect slot within {t.timeout}s"
+                        return
                 try:
                     conn = await self._connect()
                 except asyncio.TimeoutError:
@@ -353,6 +366,9 @@ class Client:
                 except OSError as e:
                     res.end, res.detail = "connect_error", f"{type(e).__name__}: {e}"
                     return
+                finally:
+                    if slots is not None:
+                        slots.release()
             if self.stopping:
                 conn.transport.close()
                 res.end = "cancelled"

@@ -16,6 +16,7 @@ from .stats import Recorder, describe
 
 perf = time.perf_counter
 TICK_S = 0.25
+START_BATCH = 200  # closed loop: workers started per event-loop iteration
 
 
 @dataclass
@@ -75,7 +76,18 @@ async def closed_loop(client, shape, stop):
             issued += 1
             await client.request()
 
-    await asyncio.gather(*(worker(i) for i in range(n)))
+    workers = []
+    try:
+        for i in range(n):
+            workers.append(asyncio.ensure_future(worker(i)))
+            if i % START_BATCH == START_BATCH - 1:
+                await asyncio.sleep(0)  # let connects and reads run between batches of starts
+        await asyncio.gather(*workers)
+    except asyncio.CancelledError:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
 
 
 async def open_loop(client, shape, stop):
@@ -128,11 +140,12 @@ def progress_line(label, rec, cpu_pct):
             f"{rec.chunks / t if t > 0 else 0:9.0f} chunks/s{ttft} cpu {cpu_pct:3.0f}%\x1b[K")
 
 
-async def run_load(target, shape, *, progress=False, label="target", stop=None, warmup=0):
+async def run_load(target, shape, *, progress=False, label="target", stop=None, warmup=0,
+                   connect_limit=0):
     """Drive `target` with `shape`; returns (Recorder, self-check report, connections opened)."""
     stop = stop or asyncio.Event()
     rec = Recorder()
-    client = Client(target, rec)
+    client = Client(target, rec, connect_limit)
     if warmup:
         await closed_loop(client, Shape(concurrency=shape.concurrency, requests=warmup), stop)
         client.rec = rec = Recorder()
