@@ -27,7 +27,7 @@ from tornado.httputil import HTTPHeaders
 from tornado.netutil import bind_sockets
 
 from mock_upstream.cli import is_loopback
-from mock_upstream.plan import dumps
+from mock_upstream.plan import code_for, dumps, error_body
 from mock_upstream.recordings import FORMAT
 
 KEPT_HEADERS = ("content-type", "retry-after")
@@ -220,6 +220,9 @@ class ProxyHandler(tornado.web.RequestHandler):
             return
         if not self.relayed:
             self.set_status(self.status_seen or 502)
+            if dropped:
+                self.set_header("Content-Type", "application/json")
+                self.write(error_body(code_for(502), f"recorder: the upstream {self.recorder.upstream} did not answer"))
         self.finish()
 
     def record(self, path: str, dropped: bool) -> None:
