@@ -228,7 +228,8 @@ class APIHandler(BaseHandler):
                               self.gateway.limits_for(self.key), total)
 
     def on_finish(self) -> None:
-        if self.key is not None and "ended" not in self.log_fields:
+        # getattr: a method tornado does not know is refused (405) before prepare() ran.
+        if getattr(self, "key", None) is not None and "ended" not in self.log_fields:
             self.account(None, self.error_outcome())
         self._release()
 
