@@ -84,7 +84,7 @@ def main():
           f"p99 {s['gap_ms'] and s['gap_ms']['p99']}; total max {s['total_ms'] and s['total_ms']['max']}")
     print(f"load tester: cpu {me['cpu_s']:.2f} s over {me['wall_s']:.1f} s wall = "
           f"{me['cpu_pct_of_one_core']:.0f}% of one core (peak interval {me['peak_interval_cpu_pct']}%); "
-          f"loop lag p99 {me['loop_lag_ms_p99']} ms; rss {me['rss_mib_start']} -> {me['rss_mib_max']} MiB "
+          f"loop lag p99 {me['loop_lag_ms_p99']} ms; waited {me['cpu_wait_s']} s for a CPU; rss {me['rss_mib_start']} -> {me['rss_mib_max']} MiB "
           f"(~{(me['rss_mib_max'] - me['rss_mib_start']) * 1024 / max(1, args.streams):.1f} KiB/stream)")
     print(f"whole run {wall:.1f} s; children (target + load tester) cpu "
           f"{child.ru_utime + child.ru_stime:.1f} s; warnings: {me['warnings'] or 'none'}")

@@ -26,7 +26,7 @@ SUMMARY_KEYS = {"started", "finished", "ok", "errors", "errors_by_kind", "ends",
                 "headers_ms", "start_lag_ms"}
 STAT_KEYS = {"n", "mean", "min", "p50", "p90", "p99", "max"}
 SELF_KEYS = {"cpu_s", "wall_s", "cpu_pct_of_one_core", "peak_interval_cpu_pct", "loop_lag_ms_p99",
-             "loop_lag_ms_max", "rss_mib_start", "rss_mib_max", "bottleneck", "warnings"}
+             "loop_lag_ms_max", "cpu_wait_s", "rss_mib_start", "rss_mib_max", "bottleneck", "warnings"}
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,9 @@ def table(doc):
             out.append(f"    e.g. {e['error']}  (x{e['count']})")
         out.append(f"  load tester: cpu {me['cpu_pct_of_one_core']:.0f}% of one core "
                    f"(peak {_fmt(me['peak_interval_cpu_pct'], 0)}%), loop lag p99 "
-                   f"{me['loop_lag_ms_p99']:.1f} ms, rss {me['rss_mib_max']:.0f} MiB")
+                   f"{me['loop_lag_ms_p99']:.1f} ms, waited for a CPU "
+                   f"{'-' if me['cpu_wait_s'] is None else format(me['cpu_wait_s'], '.2f')} s, "
+                   f"rss {me['rss_mib_max']:.0f} MiB")
         for w in me["warnings"]:
             out.append(f"  WARNING: {w}")
     cmp_ = doc["comparison"]

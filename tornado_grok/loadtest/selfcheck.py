@@ -2,7 +2,9 @@
 
 A load tester that saturates its own core measures itself, not the target. Its CPU time
 (time.process_time) over wall time says how busy it was; the event loop's lateness says how long a
-ready byte may wait before it is timestamped. Both are reported, with a warning past a threshold.
+ready byte may wait before it is timestamped; the time it was runnable but got no CPU (Linux
+schedstat) says whether the machine, not the tester, was short of cores. Each is reported, with a
+warning past a threshold.
 """
 import os
 import resource
@@ -11,6 +13,7 @@ import time
 CPU_WARN_PCT = 90.0       # of one core: the event loop is single-threaded
 LAG_WARN_MS = 20.0        # p99 lateness of the sampler's wake-ups
 MIN_WALL_S = 1.0          # shorter runs are not judged
+WAIT_WARN_SHARE = 0.1     # runnable but not running for over 10% of the run: a busy machine
 
 
 def raise_fd_limit(wanted=None):
@@ -38,6 +41,15 @@ def rss_mib():
         return peak_rss_mib()
 
 
+def runqueue_wait_s():
+    """Seconds this thread spent runnable but waiting for a CPU (Linux schedstat), or None."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -53,6 +65,7 @@ class SelfMonitor:
         self.interval_cpu = []
         self.rss_start = rss_mib()
         self.rss_max = self.rss_start
+        self.wait0 = runqueue_wait_s()
 
     def sample(self, expected_wake):
         """Record one tick; returns this interval's CPU % of one core."""
@@ -83,6 +96,11 @@ class SelfMonitor:
         elif self.interval_cpu and busy > len(self.interval_cpu) / 2:
             warnings.append(f"the load tester was above {CPU_WARN_PCT:.0f}% of one core in "
                             f"{busy} of {len(self.interval_cpu)} intervals: it may be the bottleneck")
+        wait = runqueue_wait_s()
+        waited = None if wait is None or self.wait0 is None else wait - self.wait0
+        if waited is not None and wall >= MIN_WALL_S and waited > WAIT_WARN_SHARE * wall:
+            warnings.append(f"the load tester waited {waited:.1f} s of {wall:.1f} s for a CPU: the "
+                            "machine is oversubscribed and timings include that wait")
         if lag_p99 > LAG_WARN_MS and wall >= MIN_WALL_S:
             warnings.append(f"event-loop lag p99 {lag_p99:.1f} ms: timings include the load "
                             "tester's own queueing")
@@ -93,6 +111,7 @@ class SelfMonitor:
             "peak_interval_cpu_pct": round(max(self.interval_cpu), 1) if self.interval_cpu else None,
             "loop_lag_ms_p99": round(lag_p99, 3),
             "loop_lag_ms_max": round(lags[-1], 3) if lags else 0.0,
+            "cpu_wait_s": None if waited is None else round(waited, 3),
             "rss_mib_start": round(self.rss_start, 1),
             "rss_mib_max": round(self.rss_max, 1),
             "bottleneck": bool(warnings),
