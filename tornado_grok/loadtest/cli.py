@@ -31,20 +31,21 @@ def build_parser():
     p.add_argument("--no-stream", dest="stream", action="store_false",
                    help="ask for one JSON answer instead of SSE")
     g = p.add_argument_group("load shape (closed loop unless --rate)")
-    g.add_argument("-c", "--concurrency", type=int, default=10,
+    g.add_argument("-c", "--concurrency", type=int, default=10, metavar="N",
                    help="closed loop: streams in flight (default %(default)s)")
     g.add_argument("--ramp-up", type=float, default=0.0, metavar="S",
                    help="closed loop: start the streams evenly over S seconds (default: all at once)")
-    g.add_argument("--rate", type=float, help="open loop: new requests per second, Poisson")
+    g.add_argument("--rate", type=float, metavar="R", help="open loop: new requests per second, Poisson")
     g.add_argument("--seed", type=int, help="open loop: arrival schedule seed (default: random, reported)")
-    g.add_argument("--max-inflight", type=int, default=10000,
+    g.add_argument("--max-inflight", type=int, default=10000, metavar="N",
                    help="open loop: arrivals beyond this many open streams are dropped and counted")
-    g.add_argument("-n", "--requests", type=int, help="stop issuing after N requests")
-    g.add_argument("-d", "--duration", type=float,
+    g.add_argument("-n", "--requests", type=int, metavar="N", help="stop issuing after N requests")
+    g.add_argument("-d", "--duration", type=float, metavar="S",
                    help=f"stop issuing after S seconds (default {DEFAULT_DURATION:g} when no cap is given)")
-    g.add_argument("--warmup", type=int, default=0, help="first run N unrecorded requests")
-    g.add_argument("--timeout", type=float, default=60.0, help="per-request limit, s (default %(default)s)")
-    g.add_argument("--connect-timeout", type=float, default=10.0)
+    g.add_argument("--warmup", type=int, default=0, metavar="N", help="first run N unrecorded requests")
+    g.add_argument("--timeout", type=float, default=60.0, metavar="S", help="per-request limit, s (default %(default)s)")
+    g.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="TCP (and TLS) connect limit, s (default %(default)s)")
     g.add_argument("--connect-limit", type=int, default=0, metavar="N",
                    help="at most N TCP handshakes in progress at once (default 0: no limit)")
     o = p.add_argument_group("output")

@@ -3,6 +3,7 @@ import html
 import math
 
 from .report import table
+from .stats import percentile
 
 W, H = 760, 280
 ML, MR, MT, MB = 64, 16, 30, 44
@@ -47,7 +48,7 @@ def _frame(title, xlabel, ylabel):
 
 def _legend(parts, names):
     for i, name in enumerate(names):
-        x = W - MR - 170
+        x = W - MR - 200
         y = MT + 6 + 16 * i
         parts.append(f'<rect x="{x}" y="{y - 9}" width="12" height="10" fill="{COLORS[i % 4]}" '
                      f'fill-opacity="0.6"/><text x="{x + 18}" y="{y}">{html.escape(name)}</text>')
@@ -93,12 +94,23 @@ def histogram_svg(title, unit, series):
                 y = sy(share)
                 parts.append(f'<rect x="{ML + k * bw:.1f}" y="{y:.1f}" width="{bw:.1f}" '
                              f'height="{H - MB - y:.1f}" fill="{COLORS[i % 4]}" fill-opacity="0.55"/>')
+    def sx(v):
+        return ML + pw * (math.log10(max(v, lo)) - llo) / (lhi - llo)
+    for i, (_, samples) in enumerate(series):  # p50 and p99 markers
+        ordered = sorted(samples)
+        for p in (50, 99):
+            v = percentile(ordered, p)
+            x = sx(v)
+            y = MT + 12 + 12 * (2 * i + (p == 99))
+            parts.append(f'<line x1="{x:.1f}" y1="{MT}" x2="{x:.1f}" y2="{H - MB}" '
+                         f'stroke="{COLORS[i % 4]}" stroke-dasharray="4 3"/>'
+                         f'<text x="{x + 3:.1f}" y="{y}" fill="{COLORS[i % 4]}">p{p} {_num(v)}</text>')
     decades = range(math.floor(llo), math.ceil(lhi) + 1)
     for d in decades:
         for m in (1, 2, 5):
             v = m * 10 ** d
             if lo <= v <= hi:
-                x = ML + pw * (math.log10(v) - llo) / (lhi - llo)
+                x = sx(v)
                 parts.append(f'<line x1="{x:.1f}" y1="{H - MB}" x2="{x:.1f}" y2="{H - MB + 4}" '
                              f'stroke="#333"/><text x="{x:.1f}" y="{H - MB + 16}" '
                              f'text-anchor="middle">{_num(v)}</text>')
@@ -150,7 +162,7 @@ def _rates(rows, col):
 def render(doc, recorders):
     """The whole page; `recorders` are the runs' Recorders (for the raw samples)."""
     runs = doc["runs"]
-    names = [f"{r['label']} ({r['url']})" for r in runs]
+    names = [f"{r['label']} {r['endpoint'].split('/')[0]}" for r in runs]
     rows = [r["timeline"]["rows"] for r in runs]
     svgs = [
         histogram_svg("Time to first token", "ms",
