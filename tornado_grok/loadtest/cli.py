@@ -109,8 +109,14 @@ def _config(args, shape):
 async def _run(args, shape, targets, progress):
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_sigint():
+        if stop.is_set():
+            raise KeyboardInterrupt  # second Ctrl-C: give up at once
+        print("\nloadtest: stopping; Ctrl-C again to abort", file=sys.stderr)
+        stop.set()
     try:
-        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
     except (NotImplementedError, RuntimeError, ValueError):
         pass  # not the main thread: Ctrl-C then ends the run the hard way
     runs = []
@@ -163,7 +169,11 @@ def main(argv=None):
         print(f"loadtest: warning: file descriptor limit {soft} is below the {need} this load "
               "may need; expect connect errors", file=sys.stderr)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    runs = asyncio.run(_run(args, shape, targets, progress))
+    try:
+        runs = asyncio.run(_run(args, shape, targets, progress))
+    except KeyboardInterrupt:
+        print("loadtest: aborted", file=sys.stderr)
+        return 130
     doc = report.document(_config(args, shape), [entry for entry, _ in runs])
     if args.html:
         from .html import render
