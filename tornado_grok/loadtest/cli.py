@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import os
 import random
 import signal
 import sys
@@ -99,7 +100,7 @@ def _config(args, shape):
         "url": args.url, "compare_url": args.compare, "model": args.model, "prompt": args.prompt,
         "stream": args.stream, "shape": shape.describe(), "mode": "open" if args.rate else "closed",
         "concurrency": None if args.rate else args.concurrency, "rate": args.rate, "seed": args.seed,
-        "max_inflight": args.max_inflight if args.rate else None,
+        "max_inflight": shape.max_inflight if args.rate else None,
         "ramp_up_s": None if args.rate else args.ramp_up,
         "requests": args.requests, "duration_s": args.duration, "timeout_s": args.timeout,
         "warmup": args.warmup, "connect_limit": args.connect_limit,
@@ -165,9 +166,16 @@ def main(argv=None):
                   ramp_up=args.ramp_up)
     need = (args.max_inflight if args.rate else args.concurrency) + 64
     soft = raise_fd_limit(need)
-    if soft < need:
+    if soft < need and args.rate:
+        shape.max_inflight = max(1, soft - 64)
+        print(f"loadtest: file descriptor limit {soft}: --max-inflight lowered to "
+              f"{shape.max_inflight}", file=sys.stderr)
+    elif soft < need:
         print(f"loadtest: warning: file descriptor limit {soft} is below the {need} this load "
               "may need; expect connect errors", file=sys.stderr)
+    if args.html and not os.path.isdir(os.path.dirname(os.path.abspath(args.html))):
+        print(f"loadtest: cannot write {args.html}: no such directory", file=sys.stderr)
+        return 2
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
         runs = asyncio.run(_run(args, shape, targets, progress))
