@@ -70,7 +70,10 @@ def chat(body: dict) -> None:
 
 def has_image(body: dict) -> bool:
     """True when any message carries an image_url content part (a vision request)."""
-    for m in body.get("messages", ()):
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return False  # called before chat() checks the body: a bad "messages" is its 400, not a 500
+    for m in messages:
         content = m.get("content") if isinstance(m, dict) else None
         if isinstance(content, list):
             for part in content:
