@@ -78,7 +78,7 @@ class Recorder:
 
     def finished_one(self, res):
         self.finished += 1
-        self.t_last_end = res.t_end
+        self.t_last_end = max(self.t_last_end, res.t_end)
         end = res.end
         self.ends[end] = self.ends.get(end, 0) + 1
         st = res.status or "none"
