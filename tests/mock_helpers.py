@@ -162,8 +162,8 @@ def _start(module_args: list, ready_prefix: str, env, timeout: float) -> MockPro
     stderr_file = tempfile.TemporaryFile()
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     full_env["PYTHONPATH"] = REPO + os.pathsep + full_env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=stderr_file, env=full_env)
+    proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=stderr_file, env=full_env, preexec_fn=_die_with_parent)
     try:
         line = _read_line(proc, timeout)
     except Exception:
@@ -178,6 +178,15 @@ def _start(module_args: list, ready_prefix: str, env, timeout: float) -> MockPro
         proc.wait()
         raise MockError(f"unexpected first line from {module_args[0]}: {line!r}")
     return MockProcess(proc, line[len(ready_prefix):].strip(), stderr_file)
+
+
+def _die_with_parent() -> None:
+    """In the child (Linux): SIGTERM when the test process dies, so a killed pytest leaves no mock."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:
