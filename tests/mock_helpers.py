@@ -148,7 +148,9 @@ class MockProcess:
 
 
 def start_mock(*args, env=None, timeout: float = 15.0) -> MockProcess:
-    """Start `python -m mock_upstream --port 0 *args` and wait for its listening line."""
+    """Start `python -m mock_upstream --port 0 *args` and wait for its listening line.
+
+    The mock is terminated if the thread that started it dies: call this from the main thread."""
     return _start(["mock_upstream", "--port", "0", *args], READY_PREFIX, env, timeout)
 
 
