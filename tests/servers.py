@@ -18,6 +18,13 @@ UPSTREAM_KEY = "xai-test-upstream-key-0123456789"
 _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
 
 
+def _die_with_parent() -> None:
+    """In the child (Linux): SIGTERM when the test process dies, so a killed pytest leaves nothing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class Process:
     """A child process whose stdout and stderr are collected; `url` is known once it listens."""
 
@@ -25,7 +32,7 @@ class Process:
         self.argv = argv
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL, text=True, bufsize=1)
+            stdin=subprocess.DEVNULL, text=True, bufsize=1, preexec_fn=_die_with_parent)
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         self._ready = threading.Event()
