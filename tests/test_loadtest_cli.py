@@ -278,3 +278,35 @@ def test_ramp_up_and_connect_limit(target, capsys):
                    "--connect-limit", "2", "--prompt", "chunks=2")
     assert doc["config"]["ramp_up_s"] == 0.2 and doc["config"]["connect_limit"] == 2
     assert doc["runs"][0]["summary"]["ok"] == 12
+
+
+def test_compare_in_alternating_rounds(target, target2, capsys, tmp_path):
+    b1, b2 = target.stats["requests"], target2.stats["requests"]
+    html = tmp_path / "r.html"
+    doc = run_json(capsys, "--url", target.url, "--compare", target2.url, "--rounds", "3",
+                   "-c", "2", "-n", "7", "--prompt", "chunks=4", "--html", str(html))
+    assert doc["config"]["rounds"] == 3 and doc["comparison"]["order"].startswith("alternating")
+    for run in doc["runs"]:
+        s = run["summary"]
+        assert s["started"] == s["ok"] == 7 and s["chunks"] == 28 and s["tokens"] == 28
+        assert s["ttft_ms"]["n"] == 7 and s["gap_ms"]["n"] == 21
+        times = [row[0] for row in run["timeline"]["rows"]]
+        assert times == sorted(times) and run["timeline"]["rows"][-1][1] == 7
+        assert run["self"]["wall_s"] > 0
+    assert target.stats["requests"] - b1 == 7 and target2.stats["requests"] - b2 == 7
+    assert "<svg" in html.read_text()
+
+
+def test_rounds_need_compare_and_enough_requests(target):
+    assert cli.main(["--url", target.url, "--rounds", "2", "-n", "4"]) == 2
+    assert cli.main(["--url", target.url, "--compare", target.url, "--rounds", "5", "-n", "4"]) == 2
+
+
+def test_round_shapes_split_the_caps():
+    from tornado_grok.loadtest.shapes import Shape
+    shape = Shape(rate=10.0, seed=5, requests=10, duration=9.0)
+    parts = [cli._round_shape(shape, k, 3) for k in range(3)]
+    assert [p.requests for p in parts] == [4, 3, 3]
+    assert [p.duration for p in parts] == [3.0, 3.0, 3.0]
+    assert [p.seed for p in parts] == [5, 6, 7]
+    assert cli._round_shape(shape, 0, 1) is shape

@@ -2,6 +2,7 @@
 streaming user feels. See USAGE.md."""
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import os
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 
 from . import report
 from .client import Target
-from .selfcheck import raise_fd_limit
+from .selfcheck import merge_reports, raise_fd_limit
 from .shapes import Shape, run_load
 
 DEFAULT_URL = "http://127.0.0.1:8000/api/v1"
@@ -58,6 +59,9 @@ def build_parser():
     p.add_argument("--compare", metavar="URL",
                    help="then run the same load against this second base URL and compare")
     p.add_argument("--compare-key", help="Bearer key for --compare (default: --key)")
+    p.add_argument("--rounds", type=int, default=1, metavar="K",
+                   help="with --compare: alternate the targets in K rounds, each with 1/K of the "
+                        "caps (default 1: all of one target, then all of the other)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow targets that are not loopback addresses")
     return p
@@ -89,6 +93,10 @@ def _check(args, parser):
         parser.error("--connect-limit must be >= 0")
     if args.timeout <= 0 or args.connect_timeout <= 0:
         parser.error("timeouts must be > 0")
+    if args.rounds < 1 or (args.rounds > 1 and not args.compare):
+        parser.error("--rounds needs --compare and must be >= 1")
+    if args.requests is not None and args.requests < args.rounds:
+        parser.error("--requests must be at least --rounds")
     if args.requests is None and args.duration is None:
         args.duration = DEFAULT_DURATION
     if args.rate is not None and args.seed is None:
@@ -103,8 +111,20 @@ def _config(args, shape):
         "max_inflight": shape.max_inflight if args.rate else None,
         "ramp_up_s": None if args.rate else args.ramp_up,
         "requests": args.requests, "duration_s": args.duration, "timeout_s": args.timeout,
-        "warmup": args.warmup, "connect_limit": args.connect_limit,
+        "warmup": args.warmup, "connect_limit": args.connect_limit, "rounds": args.rounds,
     }
+
+
+def _round_shape(shape, k, rounds):
+    """Round k of `rounds`: its share of the caps; open loop: its own seed (shared by both targets)."""
+    if rounds == 1:
+        return shape
+    req = shape.requests
+    if req is not None:
+        req = req // rounds + (1 if k < req % rounds else 0)
+    return dataclasses.replace(
+        shape, requests=req, duration=None if shape.duration is None else shape.duration / rounds,
+        seed=None if shape.seed is None else shape.seed + k)
 
 
 async def _run(args, shape, targets, progress):
@@ -120,21 +140,29 @@ async def _run(args, shape, targets, progress):
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     except (NotImplementedError, RuntimeError, ValueError):
         pass  # not the main thread: Ctrl-C then ends the run the hard way
-    runs = []
+    acc = {}  # label -> [target, Recorder, self report, connections], merged over rounds
     try:
-        for label, target in targets:
-            if stop.is_set():
-                break
-            rec, me, conns = await run_load(target, shape, progress=progress, label=label,
-                                            stop=stop, warmup=args.warmup,
-                                            connect_limit=args.connect_limit)
-            runs.append((report.run_entry(label, target, rec, me, conns), rec))
+        for k in range(args.rounds):
+            for label, target in targets:
+                if stop.is_set():
+                    break
+                rec, me, conns = await run_load(
+                    target, _round_shape(shape, k, args.rounds), progress=progress, stop=stop,
+                    label=label if args.rounds == 1 else f"{label} {k + 1}/{args.rounds}",
+                    warmup=args.warmup if k == 0 else 0, connect_limit=args.connect_limit)
+                if label in acc:
+                    a = acc[label]
+                    a[1].merge(rec)
+                    a[2] = merge_reports(a[2], me)
+                    a[3] += conns
+                else:
+                    acc[label] = [target, rec, me, conns]
     finally:
         try:
             loop.remove_signal_handler(signal.SIGINT)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
-    return runs
+    return [(report.run_entry(label, *a), a[1]) for label, a in acc.items()]
 
 
 def main(argv=None):

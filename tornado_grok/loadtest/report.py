@@ -33,13 +33,15 @@ def _ratio(a, b):
     return None if not a or not b else round(a / b, 4)
 
 
-def comparison(primary, baseline):
+def comparison(primary, baseline, rounds=1):
     """What `primary` adds over `baseline` (positive ms = primary slower)."""
     a, b = primary["summary"], baseline["summary"]
+    order = ("sequential: target first, then compare, same parameters" if rounds == 1 else
+             f"alternating: {rounds} rounds of target then compare, each with 1/{rounds} of the caps")
     return {
         "primary": primary["url"],
         "baseline": baseline["url"],
-        "order": "sequential: primary first, then baseline, same parameters",
+        "order": order,
         "ttft_p50_added_ms": _diff(_p(a, "ttft_ms", "p50"), _p(b, "ttft_ms", "p50")),
         "ttft_p99_added_ms": _diff(_p(a, "ttft_ms", "p99"), _p(b, "ttft_ms", "p99")),
         "gap_p50_added_ms": _diff(_p(a, "gap_ms", "p50"), _p(b, "gap_ms", "p50")),
@@ -59,7 +61,7 @@ def document(config, runs):
         "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config": config,
         "runs": runs,
-        "comparison": comparison(runs[0], runs[1]) if len(runs) > 1 else None,
+        "comparison": comparison(runs[0], runs[1], config.get("rounds", 1)) if len(runs) > 1 else None,
         "warnings": warnings,
     }
 

@@ -117,3 +117,25 @@ class SelfMonitor:
             "bottleneck": bool(warnings),
             "warnings": warnings,
         }
+
+
+def merge_reports(a, b):
+    """One report for two rounds of the same target (alternating --compare)."""
+    wall = a["wall_s"] + b["wall_s"]
+    cpu = a["cpu_s"] + b["cpu_s"]
+    waits = [r["cpu_wait_s"] for r in (a, b)]
+    peaks = [r["peak_interval_cpu_pct"] for r in (a, b) if r["peak_interval_cpu_pct"] is not None]
+    warnings = a["warnings"] + [w for w in b["warnings"] if w not in a["warnings"]]
+    return {
+        "cpu_s": round(cpu, 3),
+        "wall_s": round(wall, 3),
+        "cpu_pct_of_one_core": round(100.0 * cpu / wall, 1) if wall > 0 else 0.0,
+        "peak_interval_cpu_pct": max(peaks) if peaks else None,
+        "loop_lag_ms_p99": max(a["loop_lag_ms_p99"], b["loop_lag_ms_p99"]),
+        "loop_lag_ms_max": max(a["loop_lag_ms_max"], b["loop_lag_ms_max"]),
+        "cpu_wait_s": None if None in waits else round(sum(waits), 3),
+        "rss_mib_start": a["rss_mib_start"],
+        "rss_mib_max": max(a["rss_mib_max"], b["rss_mib_max"]),
+        "bottleneck": a["bottleneck"] or b["bottleneck"],
+        "warnings": warnings,
+    }

@@ -55,6 +55,7 @@ class Recorder:
         self.t_start = perf()
         self.t_last_end = self.t_start
         self.timeline = []  # (t_s, finished, done, chunks, tokens, open, cpu_pct)
+        self.merged_wall = None
 
     @property
     def open(self):
@@ -100,15 +101,41 @@ class Recorder:
             elif len(self.error_examples) < MAX_EXAMPLES:
                 self.error_examples[msg] = 1
 
+    def wall_s(self):
+        """Seconds from the first request to the last response (summed over merged rounds)."""
+        if self.merged_wall is not None:
+            return self.merged_wall
+        return max(1e-9, self.t_last_end - self.t_start)
+
+    def merge(self, later):
+        """Append a later run against the same target (a round of an alternating --compare)."""
+        wall = self.wall_s()
+        t_off = self.timeline[-1][0] if self.timeline else 0.0
+        base = (self.finished, self.ends.get("done", 0), self.chunks, self.tokens)
+        for row in later.timeline:
+            self.timeline.append((round(t_off + row[0], 3), base[0] + row[1], base[1] + row[2],
+                                  base[2] + row[3], base[3] + row[4], row[5], row[6]))
+        for name in ("headers_ms", "ttft_ms", "gap_ms", "total_ms", "start_lag_ms"):
+            getattr(self, name).extend(getattr(later, name))
+        for name in ("started", "finished", "dropped", "chunks", "tokens", "token_reports"):
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        for mine, theirs in ((self.ends, later.ends), (self.statuses, later.statuses)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        for msg, n in later.error_examples.items():
+            if msg in self.error_examples or len(self.error_examples) < MAX_EXAMPLES:
+                self.error_examples[msg] = self.error_examples.get(msg, 0) + n
+        self.merged_wall = wall + later.wall_s()
+
     def tick(self, cpu_pct):
         self.timeline.append((round(perf() - self.t_start, 3), self.finished,
                               self.ends.get("done", 0), self.chunks, self.tokens, self.open,
                               cpu_pct))
 
 
-def summarize(rec, wall_s=None):
+def summarize(rec):
     """The run's figures as a plain dict (the JSON report's `summary`)."""
-    wall = wall_s if wall_s is not None else max(1e-9, rec.t_last_end - rec.t_start)
+    wall = rec.wall_s()
     done = rec.ends.get("done", 0)
     errors = {k: v for k, v in rec.ends.items() if k not in ("done", "cancelled")}
 
