@@ -310,3 +310,14 @@ def test_round_shapes_split_the_caps():
     assert [p.duration for p in parts] == [3.0, 3.0, 3.0]
     assert [p.seed for p in parts] == [5, 6, 7]
     assert cli._round_shape(shape, 0, 1) is shape
+
+
+def test_a_loopback_name_resolving_elsewhere_is_refused(monkeypatch, capsys):
+    import tornado_grok.loadtest.client as client_mod
+    monkeypatch.setattr(client_mod, "_resolve", lambda host, port: "192.0.2.7")
+
+    async def no_connect(self):
+        raise AssertionError("a refused target was contacted")
+    monkeypatch.setattr(Client, "_connect", no_connect)
+    assert cli.main(["--url", "http://localhost:8000/v1", "-n", "1"]) == 2
+    assert "resolves to 192.0.2.7" in capsys.readouterr().err

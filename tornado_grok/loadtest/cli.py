@@ -69,7 +69,11 @@ def build_parser():
 
 def is_loopback(url):
     """True for http(s) URLs on 127.0.0.0/8, ::1 or localhost. Nothing is resolved."""
-    host = (urlsplit(url).hostname or "").lower()
+    return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def is_loopback_host(host):
+    host = host.lower()
     if host == "localhost":
         return True
     try:
@@ -189,6 +193,11 @@ def main(argv=None):
     except ValueError as e:
         print(f"loadtest: {e}", file=sys.stderr)
         return 2
+    for _, t in targets:  # a name like localhost must also resolve to loopback
+        if not args.allow_remote and not is_loopback_host(t.address):
+            print(f"loadtest: refusing {t.url}: {t.host} resolves to {t.address}, not a loopback "
+                  "address; pass --allow-remote to load-test it", file=sys.stderr)
+            return 2
     shape = Shape(concurrency=args.concurrency, rate=args.rate, seed=args.seed,
                   requests=args.requests, duration=args.duration, max_inflight=args.max_inflight,
                   ramp_up=args.ramp_up)

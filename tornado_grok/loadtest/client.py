@@ -6,6 +6,7 @@ parser. Per-event work is a few substring checks; ujson parses only the events t
 content, usage or an error. Connections are kept alive and reused where the server allows it.
 """
 import asyncio
+import socket
 import ssl as _ssl
 import time
 from urllib.parse import urlsplit
@@ -53,6 +54,7 @@ class Target:
         self.url = url
         self.host = u.hostname
         self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.address = _resolve(self.host, self.port)
         self.ssl = _ssl.create_default_context() if u.scheme == "https" else None
         path = u.path.rstrip("/")
         if not path.endswith("/chat/completions"):
@@ -79,6 +81,14 @@ class Target:
                 raise ValueError("the key contains a line break")
             head.append(f"Authorization: Bearer {key}")
         self.request_bytes = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+
+
+def _resolve(host, port):
+    """The host's first address, looked up once: every connect then skips the resolver thread."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError):
+        return host  # let the connects report the error
 
 
 _HEAD, _CL, _CHUNKED, _EOF = range(4)
@@ -314,7 +324,7 @@ class Client:
         t = self.target
         async with asyncio.timeout(t.connect_timeout):  # cheaper than wait_for: no extra task
             _, conn = await loop.create_connection(
-                lambda: Conn(self.rec), t.host, t.port, ssl=t.ssl,
+                lambda: Conn(self.rec), t.address, t.port, ssl=t.ssl,
                 server_hostname=t.host if t.ssl else None)
         self.connections_opened += 1
         return conn
