@@ -75,3 +75,27 @@ def test_oversized_event_is_refused():
     with pytest.raises(SSEError):
         for _ in range(10):
             p.feed(b"data: " + b"x" * (1024 * 1024))
+
+
+def test_plain_fast_path_takes_ordinary_reads_whole():
+    from tornado_grok.sse import plain_events
+    read = b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: {"c"'
+    assert plain_events(read) == (b'data: {"a":1}\n\ndata: {"b":2}\n\n', 2, False, b'data: {"c"')
+    assert plain_events(b'data: {"a":1}\n\ndata: [DONE]\n\n') == (b'data: {"a":1}\n\n', 1, True, b"")
+    assert plain_events(b"data: [DONE]\n\n") == (b"", 0, True, b"")
+
+
+@pytest.mark.parametrize("read", [
+    b'data: {"a":1}\r\n\r\n',            # CRLF
+    b': ping\n\ndata: {"a":1}\n\n',       # a comment
+    b'data: {"a":1}\n\n: ping\n\n',
+    b'event: x\ndata: {"a":1}\n\n',       # another field
+    b'data: {"a":\ndata: 1}\n\n',         # multi-line data
+    b'data: [1]\n\n',                     # not an object
+    b'data: {"a":1}\n\ndata: {"b" trunc\n\n',  # a truncated object
+    b'data: {"a":1}\n\n\n',
+    b'data: {"a":1}',                     # nothing complete yet
+])
+def test_plain_fast_path_declines_anything_unusual(read):
+    from tornado_grok.sse import plain_events
+    assert plain_events(read) is None

@@ -99,6 +99,9 @@ class StreamRelay:
                 self.error_body.append(chunk)
                 self.error_size += len(chunk)
             return
+        fast = None if self.parser.pending() else sse.plain_events(chunk)
+        if fast is not None and b'"error"' not in fast[0] and b'"usage"' not in fast[0]:
+            return self._relay_plain(*fast)
         try:
             events = self.parser.feed(chunk)
         except sse.SSEError as e:
@@ -143,12 +146,29 @@ class StreamRelay:
                 self._end()
         return None
 
-    def _emit(self, out: list) -> None:
+    def _relay_plain(self, block: bytes, count: int, done: bool, rest: bytes):
+        """The common case, without a Python loop over events (see sse.plain_events)."""
+        if self.rewrite is not None:
+            block = block.replace(self.rewrite[0], self.rewrite[1])
+        if done:
+            self.saw_done = True
+            block += sse.DONE
+            count += 1
+        if count:
+            self._emit([block], count)
+        if done:
+            self.outcome = Outcome.COMPLETED
+            self._end()
+        elif rest:
+            self.parser.feed(rest)  # the start of an event; completes in a later read
+        return None
+
+    def _emit(self, out: list, count: int = 0) -> None:
         """Writes the events of one upstream read, and notes when."""
         if out:
             if self.first_event_at is None:
                 self.first_event_at = self.last_read
-            self.events += len(out)
+            self.events += count or len(out)
             self.last_write = self.last_read
             self._write(out)
 

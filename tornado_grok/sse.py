@@ -15,6 +15,35 @@ class SSEError(ValueError):
     """The upstream sent something that is not an event stream we can relay."""
 
 
+_PLAIN_START = b"data: {"
+_PLAIN_JOIN = b"}\n\ndata: {"
+
+
+def plain_events(chunk: bytes):
+    """The fast path for a read that holds only ordinary events, checked with a few C-level scans.
+
+    When the read's complete events are each one `data: {...}` line with LF line ends (and maybe a
+    final `data: [DONE]`), returns (block, count, done, rest): the bytes of those events as they
+    can be relayed, how many, whether [DONE] ended them, and the unfinished tail. Otherwise (CR
+    line ends, comments, other fields, multi-line data, a payload that is not an object) returns
+    None and the read goes through SSEParser.
+    """
+    end = chunk.rfind(b"\n\n")
+    if end < 0 or b"\r" in chunk:
+        return None
+    block = chunk if end + 2 == len(chunk) else chunk[:end + 2]
+    done = block.endswith(b"data: [DONE]\n\n")
+    if done:
+        block = block[:-len(DONE)]
+        if not block:
+            return block, 0, True, chunk[end + 2:]
+    n = block.count(b"\n\n")
+    if (block[:7] != _PLAIN_START or block[-3:] != b"}\n\n" or block.count(b"\n") != 2 * n
+            or block.count(_PLAIN_JOIN) != n - 1):
+        return None
+    return block, n, done, chunk[end + 2:]
+
+
 def data_event(payload: bytes) -> bytes:
     """One `data:` event for a single-line payload."""
     return b"data: " + payload + b"\n\n"
