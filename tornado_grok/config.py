@@ -26,6 +26,7 @@ class Config:
     max_connections: int = 20000
     drain_seconds: float = 30.0
     keys_file: str = os.path.join(ROOT, "conf", "keys.json")
+    event_loop: str = "uvloop"
     admin_key: str = ""
     # [upstream]
     upstream_url: str = ""
@@ -67,6 +68,7 @@ class Config:
             "sse_error_format": ("seed", "openai"),
             "ratelimit_backend": ("memory", "redis"),
             "redis_failure_mode": ("fail_open", "fail_closed"),
+            "event_loop": ("uvloop", "asyncio"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -80,7 +80,20 @@ def run(config: Config) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     if config.workers > 1:
         return run_workers(config)
-    return asyncio.run(serve(config))
+    return run_loop(serve(config), config)
+
+
+def run_loop(main, config: Config) -> int:
+    """Runs a coroutine on uvloop (a C event loop; it is what makes the gateway's per-request cost
+    competitive, see bench/README.md) unless `event_loop = "asyncio"` or uvloop is not installed."""
+    if config.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: using the asyncio event loop")
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def run_workers(config: Config) -> int:
@@ -110,7 +123,7 @@ def run_workers(config: Config) -> int:
             _die_with_parent(supervisor)
             code = 1
             try:
-                code = asyncio.run(serve(config, sockets))
+                code = run_loop(serve(config, sockets), config)
             finally:
                 logging.shutdown()
                 sys.stdout.flush()
