@@ -26,6 +26,10 @@ class Accounting:
         self._totals: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
     async def record(self, key: str, usage: dict | None, stream: bool, ended: str) -> None:
+        self.record_now(key, usage, stream, ended)
+
+    def record_now(self, key: str, usage: dict | None, stream: bool, ended: str) -> None:
+        """record(), synchronously: the handlers call this form of an in-process backend directly."""
         t = self._totals[key]
         prompt, completion, reasoning = usage_numbers(usage)
         t["requests"] += 1

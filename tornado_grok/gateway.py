@@ -91,6 +91,10 @@ class Gateway:
                 relay.abort(errors.draining())
             for call in list(self.upstream.active):
                 call.cancel()  # non-streaming requests still upstream answer 503 draining
+            try:  # a few loop turns for those requests to write their answers before connections close
+                await asyncio.wait_for(self._idle.wait(), 5.0)
+            except asyncio.TimeoutError:
+                log.warning("drain: %d requests did not end after being cancelled", self.inflight)
 
     def state(self) -> dict:
         """What is held right now; all zero when the gateway is idle (GET /debug/state)."""

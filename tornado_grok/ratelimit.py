@@ -150,6 +150,10 @@ class MemoryLimiter:
         return d
 
     async def release(self, decision: Decision) -> None:
+        self.release_now(decision)
+
+    def release_now(self, decision: Decision) -> None:
+        """release(), synchronously: the handlers call this form of an in-process backend directly."""
         if decision.lease is None:
             return
         left = self._inflight.get(decision.key, 0) - 1
@@ -160,6 +164,9 @@ class MemoryLimiter:
         decision.lease = None
 
     async def add_tokens(self, key: str, limits: Limits, n: int) -> None:
+        self.add_tokens_now(key, limits, n)
+
+    def add_tokens_now(self, key: str, limits: Limits, n: int) -> None:
         if limits.tokens_per_minute and n > 0:
             b = self._bucket(self._tokens, key, limits.tokens_per_minute, self._clock())
             b.level -= n

@@ -162,6 +162,13 @@ class UpstreamCall:
         finally:
             self.in_callback = False
 
+    def _done(self, future) -> None:
+        """The transfer ended: it is no longer active, and a failure is marked as seen (response()
+        reports it) so asyncio does not log it."""
+        self.upstream.active.discard(self)
+        if not future.cancelled():
+            future.exception()
+
     async def response(self) -> HTTPResponse:
         """The final response; a transport failure comes back as a 599 response, never raised."""
         try:
@@ -239,8 +246,7 @@ class UpstreamClient:
 
     def _track(self, call: UpstreamCall) -> None:
         self.active.add(call)
-        call.future.add_done_callback(lambda _f: self.active.discard(call))
-        call.future.add_done_callback(_retrieve)
+        call.future.add_done_callback(call._done)
 
     def close(self) -> None:
         self.http.close()
@@ -252,12 +258,6 @@ def _write_buffered(buffer, limit: int, chunk: bytes):
         return 0
     buffer.write(chunk)
     return None
-
-
-def _retrieve(future) -> None:
-    """Marks a failed future's exception as seen (response() reports it) so asyncio does not log it."""
-    if not future.cancelled():
-        future.exception()
 
 
 def curl_errno(response: HTTPResponse) -> int:

@@ -1,9 +1,9 @@
 """The base of every /api/v1 handler: request id, body reading with its size limit, auth, limits,
 the one place error bodies are rendered (write_error), and the access-log fields."""
 
+import os
 import re
 import time
-import uuid
 
 import ujson
 from tornado import web
@@ -37,7 +37,7 @@ class BaseHandler(web.RequestHandler):
         # clear() (and so send_error) calls this again: headers that must survive errors live here.
         if not hasattr(self, "request_id"):
             incoming = self.request.headers.get("X-Request-Id", "")
-            self.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+            self.request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
             self.sticky_headers = {}
             self.wants_sse = False
         self.set_header("X-Request-Id", self.request_id)
@@ -219,13 +219,12 @@ class APIHandler(BaseHandler):
             return
         self.log_fields["ended"] = outcome or "error"
         self.log_fields["usage"] = usage
-        loop = IOLoop.current()
-        loop.add_callback(self.gateway.accounting.record, self.key.name, usage, self.wants_sse,
-                          outcome or "error")
+        backend_call(self.gateway.accounting, "record", self.key.name, usage, self.wants_sse,
+                     outcome or "error")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         if isinstance(total, int) and total > 0:
-            loop.add_callback(self.gateway.limiter.add_tokens, self.key.name,
-                              self.gateway.limits_for(self.key), total)
+            backend_call(self.gateway.limiter, "add_tokens", self.key.name,
+                         self.gateway.limits_for(self.key), total)
 
     def on_finish(self) -> None:
         # getattr: a method tornado does not know is refused (405) before prepare() ran.
@@ -262,7 +261,17 @@ class APIHandler(BaseHandler):
         if decision is not None:
             self.gateway.request_finished()
             if decision.lease is not None:
-                IOLoop.current().add_callback(self.gateway.limiter.release, decision)
+                backend_call(self.gateway.limiter, "release", decision)
+
+
+def backend_call(backend, name: str, *args) -> None:
+    """Calls a limiter or accounting method off the response path: an in-process backend's `<name>_now`
+    at once (no task per call), else the async `<name>` on the IOLoop."""
+    now = getattr(backend, name + "_now", None)
+    if now is not None:
+        now(*args)
+    else:
+        IOLoop.current().add_callback(getattr(backend, name), *args)
 
 
 class _ClientGone(web.HTTPError):
