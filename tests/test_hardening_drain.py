@@ -40,6 +40,13 @@ def test_sigterm_drains_streams_then_exits_0(mock, tmp_path):
                                **{"X-Mock-Speed": "1", "Connection": "close"})
         stalled = hh.open_stream(gateway, key, chat_body(), **{"X-Mock-Scenario": "stall", "Connection": "close",
                                                                    "X-Mock-Test-Id": test_id})
+        # A whole (non-streamed) answer whose upstream is still silent when drain_seconds run out.
+        whole_id = "drain-whole-" + uuid.uuid4().hex
+        mock.set_fault(whole_id, {"slow_headers_ms": 60000})
+        whole = hh.connect(gateway)
+        whole.sendall(hh.raw_request("POST", "/api/v1/chat/completions", hh.auth(
+            key, **{"X-Mock-Test-Id": whole_id, "Connection": "close"}), json.dumps(chat_body(stream=False)).encode()))
+        mock.wait_entry(test_id=whole_id)
         short_got = hh.read_until(short, b"data: {")
         stalled_got = hh.read_until(stalled, b'" a time,"')
         gateway.signal(signal.SIGTERM)
@@ -65,9 +72,17 @@ def test_sigterm_drains_streams_then_exits_0(mock, tmp_path):
                                      + DRAIN_EVENT)
         assert b"data: [DONE]" not in stalled_body
 
+        answer = hh.read_all(whole)
+        whole.close()
+        mock.clear_faults(whole_id)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+        assert b"\r\nRetry-After: 1\r\n" in answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "draining"
+        mock.wait_ended(test_id=whole_id, timeout=5)
+
         assert gateway.wait(15) == 0
         ended = [line["ended"] for line in hh.access_lines(gateway) if line["path"] == "/api/v1/chat/completions"]
-        assert sorted(ended) == ["completed", "drained", "drained"]
+        assert sorted(ended) == ["completed", "drained", "drained", "drained"]
         assert "tornado_grok stopped" in gateway.stdout
         mock.wait_ended(test_id=test_id, timeout=5)  # the stalled upstream request was cancelled, not left open
     finally:

@@ -124,3 +124,8 @@ def test_debug_state_is_off_by_default(gateway):
     r = requests.get(gateway.url + "/debug/state", timeout=5)
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found"
+
+
+def test_zz_no_traceback_in_the_log(fault_gateway, refused_gateway):
+    for gateway, _key in (fault_gateway, refused_gateway):
+        assert "Traceback" not in gateway.stderr, gateway.stderr[-3000:]
