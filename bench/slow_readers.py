@@ -1,7 +1,7 @@
 """How much memory do slow clients cost the gateway? Prints figures, asserts nothing.
 
     python bench/slow_readers.py [--clients 200] [--rate 1024] [--seconds 30] [--chunks 20000]
-                                 [--size 200] [--high-water-mark 262144]
+                                 [--size 200] [--high-water-mark 65536]
 
 Starts the mock upstream (speed 0: it writes as fast as it can) and a gateway on free loopback
 ports, then opens --clients streams of the mock's synthetic generator (`chunks=N size=S`, about
@@ -107,7 +107,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--chunks", type=int, default=20000)
     p.add_argument("--size", type=int, default=200)
-    p.add_argument("--high-water-mark", type=int, default=256 * 1024)
+    p.add_argument("--high-water-mark", type=int, default=64 * 1024)
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

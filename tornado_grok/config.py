@@ -41,7 +41,7 @@ class Config:
     keepalive_interval: float = 15.0
     stream_fallback_format: str = "json"
     sse_error_format: str = "seed"
-    high_water_mark: int = 256 * 1024
+    high_water_mark: int = 64 * 1024
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
