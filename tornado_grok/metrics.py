@@ -65,27 +65,37 @@ class Metrics:
             Gauge("tornado_grok_draining", "1 while the gateway drains after SIGTERM.", registry=r) \
                 .set_function(lambda: 1 if gateway.draining else 0)
 
+        self._children: dict = {}
+
+    def _child(self, metric, *labels):
+        """metric.labels(*labels), remembered: prometheus_client's lookup costs more than the increment."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def rate_limited(self, reason: str) -> None:
-        self.rate_limited_requests.labels(reason or "unknown").inc()
+        self._child(self.rate_limited_requests, reason or "unknown").inc()
 
     def overload(self, cap: str) -> None:
-        self.overloaded.labels(cap).inc()
+        self._child(self.overloaded, cap).inc()
 
     def observe(self, handler) -> None:
         """Records one finished request (called once per request from app.py's log hook)."""
         status = handler.get_status()
-        self.requests.labels(endpoint_label(handler.request.path), str(status)).inc()
+        self._child(self.requests, endpoint_label(handler.request.path), str(status)).inc()
         err = getattr(handler, "gateway_error", None)
         relay = getattr(handler, "relay", None)
         if relay is not None and relay.error is not None:
             err = relay.error
         if err is not None:
             code = err.code or "none"
-            self.errors.labels(code).inc()
+            self._child(self.errors, code).inc()
             if code.startswith(("upstream", "timeout")):
-                self.upstream_errors.labels(code).inc()
+                self._child(self.upstream_errors, code).inc()
         if relay is not None:
-            self.streams.labels(relay.outcome or "unknown").inc()
+            self._child(self.streams, relay.outcome or "unknown").inc()
             if relay.first_event_at is not None:
                 self.ttft.observe(relay.first_event_at - relay.started)
             self.stream_duration.observe(handler.request.request_time())

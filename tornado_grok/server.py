@@ -10,7 +10,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from . import auth
-from .app import make_app
+from .app import access_log, make_app
 from .config import Config
 from .accounting_redis import make_accounting
 from .gateway import Gateway
@@ -72,6 +72,7 @@ async def serve(config: Config, sockets=None) -> int:
     await gateway.drain()
     await server.close_all_connections()
     await gateway.close()
+    access_log.flush()
     say("tornado_grok stopped")
     return 0
 
