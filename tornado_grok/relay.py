@@ -51,6 +51,7 @@ class StreamRelay:
         self.first_event_at = None
         self.headers_sent = False
         self.stream = None  # the client's IOStream, once the response has started
+        self.pending = []  # events gathered during one socket_action (see _write)
         self.saw_done = False
         self.closed = False  # nothing more goes to the client
         self.status = 0
@@ -177,6 +178,24 @@ class StreamRelay:
             return
         data = b"".join(out) if len(out) > 1 else out[0]
         self.bytes_out += len(data)
+        if self.stream is not None and self.call is not None and self.call.in_callback:
+            # Inside libcurl, which may hand over several reads in one socket_action: gather them,
+            # and UpstreamClient sends them as one chunk when that socket_action returns (still in
+            # this IOLoop turn). One send per turn instead of one per read.
+            if not self.pending:
+                self.gateway.upstream.defer(self)
+            self.pending.append(data)
+        else:
+            self._send(data)
+
+    def send_pending(self) -> None:
+        """Sends what _write gathered during a socket_action (UpstreamClient calls this)."""
+        if self.pending:
+            data = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
+            self.pending = []
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
         if self.stream is None:
             # The first write goes through tornado: it sends the status line and headers (and
             # starts the chunked encoding) together with these events. (An HTTP/1.0 client gets
@@ -239,6 +258,7 @@ class StreamRelay:
         self.outcome = outcome
         if self.call is not None:
             self.call.cancel()
+        self.send_pending()
         if not self.headers_sent:
             self.handler.set_status(err.status)
             for name, value in err.headers.items():
@@ -248,6 +268,7 @@ class StreamRelay:
         self._end()
 
     def _end(self) -> None:
+        self.send_pending()
         self.closed = True
         if self.call is not None:
             self.call.resume()

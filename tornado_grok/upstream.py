@@ -49,6 +49,16 @@ class _Client(CurlAsyncHTTPClient):
         else:
             call._setup(curl, buffer, headers)
 
+    after_action = None  # set by UpstreamClient: runs after each socket_action, in the same turn
+
+    def _handle_events(self, fd: int, events: int) -> None:
+        super()._handle_events(fd, events)
+        self.after_action()
+
+    def _handle_timeout(self) -> None:
+        super()._handle_timeout()
+        self.after_action()
+
     def fetch_impl(self, request, callback) -> None:
         self._requests.append((request, callback, self.io_loop.time()))
         self._process_queue()
@@ -201,6 +211,7 @@ class UpstreamCall:
                     self.curl.pause(pycurl.PAUSE_CONT)
                 except pycurl.error:
                     return  # the transfer failed meanwhile; _finish reports it
+                self.client.after_action()  # PAUSE_CONT may have delivered buffered reads
                 self.client._set_timeout(0)
 
 
@@ -218,6 +229,8 @@ class UpstreamClient:
         self._stream_lines = common + [b"Accept: text/event-stream"]
         self.connect_timeout = connect_timeout
         self.http = _Client(force_instance=True, max_clients=max_clients, max_body_size=max_body_size)
+        self.http.after_action = self._send_deferred
+        self._deferred: list = []
         self.active: set = set()
 
     def _header_lines(self, streaming: bool, extra: dict | None) -> list:
@@ -248,6 +261,16 @@ class UpstreamClient:
         call = self.call(*args, **kwargs)
         call.start()
         return call
+
+    def defer(self, relay) -> None:
+        """`relay.send_pending()` once the current socket_action returns."""
+        self._deferred.append(relay)
+
+    def _send_deferred(self) -> None:
+        if self._deferred:
+            relays, self._deferred = self._deferred, []
+            for relay in relays:
+                relay.send_pending()
 
     def _track(self, call: UpstreamCall) -> None:
         self.active.add(call)
