@@ -100,9 +100,22 @@ class StreamRelay:
                 self.error_body.append(chunk)
                 self.error_size += len(chunk)
             return
-        fast = None if self.parser.pending() else sse.plain_events(chunk)
+        if self.parser.pending():
+            # Finish the event the last read cut in two through the parser, then go on as usual.
+            cut = chunk.find(b"\n\n")
+            if cut < 0 or b"\r" in chunk:
+                return self._relay_parsed(chunk)
+            result = self._relay_parsed(chunk[:cut + 2])
+            chunk = chunk[cut + 2:]
+            if self.closed or not chunk:
+                return result
+        fast = sse.plain_events(chunk)
         if fast is not None and b'"error"' not in fast[0] and b'"usage"' not in fast[0]:
             return self._relay_plain(*fast)
+        return self._relay_parsed(chunk)
+
+    def _relay_parsed(self, chunk: bytes):
+        """The general path: the incremental parser, and a look at each event's JSON."""
         try:
             events = self.parser.feed(chunk)
         except sse.SSEError as e:
