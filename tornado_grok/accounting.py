@@ -12,6 +12,21 @@ def usage_numbers(usage: dict | None) -> tuple[int, int, int]:
     return (_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), _int(reasoning))
 
 
+def count(totals: collections.Counter, usage: dict | None, stream: bool, ended: str) -> None:
+    """Adds one request to a key's totals (both backends count the same way)."""
+    prompt, completion, reasoning = usage_numbers(usage)
+    totals["requests"] += 1
+    totals["prompt_tokens"] += prompt
+    totals["completion_tokens"] += completion
+    totals["reasoning_tokens"] += reasoning
+    if stream:
+        totals["streams"] += 1
+        if ended == "client_gone":
+            totals["abandoned_streams"] += 1
+    if ended not in ("completed", "client_gone"):
+        totals["errors"] += 1
+
+
 def _int(value) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
@@ -30,18 +45,7 @@ class Accounting:
 
     def record_now(self, key: str, usage: dict | None, stream: bool, ended: str) -> None:
         """record(), synchronously: the handlers call this form of an in-process backend directly."""
-        t = self._totals[key]
-        prompt, completion, reasoning = usage_numbers(usage)
-        t["requests"] += 1
-        t["prompt_tokens"] += prompt
-        t["completion_tokens"] += completion
-        t["reasoning_tokens"] += reasoning
-        if stream:
-            t["streams"] += 1
-            if ended == "client_gone":
-                t["abandoned_streams"] += 1
-        if ended not in ("completed", "client_gone"):
-            t["errors"] += 1
+        count(self._totals[key], usage, stream, ended)
 
     async def snapshot(self) -> dict:
         return {key: {f: t[f] for f in self.FIELDS} for key, t in sorted(self._totals.items())}

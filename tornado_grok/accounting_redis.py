@@ -10,7 +10,7 @@ import collections
 
 from redis.exceptions import RedisError
 
-from .accounting import Accounting, usage_numbers
+from .accounting import Accounting, count
 from .errors import GatewayError
 from .ratelimit_redis import PREFIX, RedisHealth, RedisLimiter, connect
 
@@ -32,18 +32,7 @@ class RedisAccounting:
         return "%susage:{%s}" % (self.prefix, key)
 
     async def record(self, key: str, usage: dict | None, stream: bool, ended: str) -> None:
-        prompt, completion, reasoning = usage_numbers(usage)
-        t = self._pending[key]
-        t["requests"] += 1
-        t["prompt_tokens"] += prompt
-        t["completion_tokens"] += completion
-        t["reasoning_tokens"] += reasoning
-        if stream:
-            t["streams"] += 1
-            if ended == "client_gone":
-                t["abandoned_streams"] += 1
-        if ended not in ("completed", "client_gone"):
-            t["errors"] += 1
+        count(self._pending[key], usage, stream, ended)
         if not self._flushing:
             await self.flush()
         # else the flush under way writes this too, batched with whatever else arrived meanwhile
