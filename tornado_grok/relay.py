@@ -1,9 +1,12 @@
 """Relays one upstream SSE stream to one client, event by event, as each upstream read arrives.
 
-The per-read path (`on_chunk`) is the hot path: it splits events with the incremental parser, checks
-each payload is a JSON object (ujson, about a microsecond; a malformed chunk becomes an error event
-instead of breaking the client's SDK), rewrites an aliased model name in the bytes, and writes all
-complete events of the read with one write and one flush. Nothing is re-encoded.
+`on_chunk` is the hot path; libcurl calls it for every read (upstream.py). A read made only of
+ordinary single-line `data: {...}` events is checked with a few byte scans and relayed whole
+(sse.plain_events); anything else (comments, CR line ends, an event cut between reads, a possible
+error or usage object) goes through the incremental parser, and each of those events is parsed as
+JSON to check it: a malformed chunk becomes an error event instead of breaking the client's SDK.
+An aliased model name is put back in the bytes; nothing is re-encoded. The reads of one
+socket_action reach the client as one chunk, sent as soon as that socket_action returns.
 """
 
 import logging
