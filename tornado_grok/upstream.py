@@ -27,7 +27,8 @@ from typing import Callable
 import pycurl
 from tornado import httputil
 from tornado.curl_httpclient import CurlAsyncHTTPClient
-from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.concurrent import Future, future_set_result_unless_cancelled
+from tornado.httpclient import HTTPResponse
 
 from . import errors
 
@@ -70,20 +71,27 @@ class _Client(CurlAsyncHTTPClient):
     def cancel(self, call: "UpstreamCall") -> None:
         curl = call.curl
         info = getattr(curl, "info", None) if curl is not None else None
-        if info is not None and _unwrap(info["request"]) is call.request:
+        if info is not None and info["request"] is call.request:
             self._finish(curl, errors.CURLE_ABORTED_BY_CALLBACK, "cancelled by the gateway")
             self._process_queue()
             return
         for entry in self._requests:
-            if _unwrap(entry[0]) is call.request:
+            if entry[0] is call.request:
                 self._requests.remove(entry)
                 entry[1](HTTPResponse(entry[0], 599, error=_Cancelled("cancelled while queued")))
                 return
 
 
-def _unwrap(request):
-    """fetch() wraps each HTTPRequest in a _RequestProxy that holds the original as .request."""
-    return getattr(request, "request", request)
+class _Request:
+    """What tornado's curl client carries for a gateway call (in place of an HTTPRequest, whose
+    forty attributes _curl_setup_request above never reads)."""
+
+    __slots__ = ("url", "method", "gateway_call")
+
+    def __init__(self, url: str, method: str):
+        self.url = url
+        self.method = method
+        self.gateway_call = None
 
 
 class _Cancelled(Exception):
@@ -96,7 +104,7 @@ class UpstreamCall:
     __slots__ = ("upstream", "request", "curl", "client", "future", "paused", "cancelled", "status", "body",
                  "on_chunk", "callback_error", "in_callback", "header_lines", "timeout", "raw_headers")
 
-    def __init__(self, upstream: "UpstreamClient", request: HTTPRequest, body: bytes | None, on_chunk,
+    def __init__(self, upstream: "UpstreamClient", request: _Request, body: bytes | None, on_chunk,
                  header_lines: list, timeout: float):
         self.upstream = upstream
         self.client = upstream.http
@@ -115,8 +123,11 @@ class UpstreamCall:
         self.in_callback = False
 
     def start(self) -> None:
-        self.future = self.client.fetch(self.request, raise_error=False)
+        """Queues the transfer with fetch_impl directly: AsyncHTTPClient.fetch would copy headers
+        and wrap the request for defaults that _curl_setup_request does not use."""
+        self.future = future = Future()
         self.upstream._track(self)
+        self.client.fetch_impl(self.request, functools.partial(future_set_result_unless_cancelled, future))
 
     def _setup(self, curl, buffer, headers) -> None:
         """Every option this request needs, set on every request (tornado resets reused handles)."""
@@ -177,19 +188,12 @@ class UpstreamCall:
         finally:
             self.in_callback = False
 
-    def _done(self, future) -> None:
-        """The transfer ended: it is no longer active, and a failure is marked as seen (response()
-        reports it) so asyncio does not log it."""
+    def _done(self, _future) -> None:
         self.upstream.active.discard(self)
-        if not future.cancelled():
-            future.exception()
 
     async def response(self) -> HTTPResponse:
-        """The final response; a transport failure comes back as a 599 response, never raised."""
-        try:
-            return await self.future
-        except Exception as e:  # tornado raises transport errors even with raise_error=False
-            return HTTPResponse(self.request, 599, error=e)
+        """The final response; a transport failure is a 599 response with its error, never raised."""
+        return await self.future
 
     def cancel(self) -> None:
         """Ends the transfer now; not from inside on_chunk (return WRITE_ABORT there instead)."""
@@ -250,7 +254,7 @@ class UpstreamClient:
         With `on_chunk` the body is streamed: each read reaches on_chunk, inside libcurl, as it
         arrives (possibly before start() returns); `call.status` is the upstream's status by then.
         """
-        request = HTTPRequest(self.base_url + path, method=method)
+        request = _Request(self.base_url + path, method)
         call = UpstreamCall(self, request, body, on_chunk, self._header_lines(on_chunk is not None, extra_headers),
                             timeout)
         request.gateway_call = call  # how _Client._curl_setup_request finds it
