@@ -21,32 +21,17 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests import servers  # noqa: E402
 from tests.mock_helpers import start_mock  # noqa: E402
+from procstats import debug_state, rss_kib  # noqa: E402  (bench/, the script's own folder)
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def rss_kib(pid: int) -> int:
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def debug_state(url: str) -> dict:
-    with _NO_PROXY.open(url + "/debug/state", timeout=5) as r:
-        return json.loads(r.read())
 
 
 def slope(points: list) -> float:

@@ -9,7 +9,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import hardening_helpers as hh
-from tests.servers import add_key, wait_until
+from tests.servers import add_key
 from tests.wire import chat_body, data_events, events, post
 
 SETTINGS = {"keepalive_interval": 0.2, "idle_timeout": 1.0}

@@ -6,8 +6,6 @@ import json
 import os
 import socket
 
-import pytest
-import requests
 
 from tests import hardening_helpers as hh
 from tests.mock_helpers import start_mock

@@ -18,7 +18,6 @@ notices the recovery, and requests use Redis again from then on.
 import asyncio
 import itertools
 import logging
-import math
 import secrets
 import time
 
