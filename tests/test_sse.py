@@ -99,3 +99,4 @@ def test_plain_fast_path_takes_ordinary_reads_whole():
 def test_plain_fast_path_declines_anything_unusual(read):
     from tornado_grok.sse import plain_events
     assert plain_events(read) is None
+

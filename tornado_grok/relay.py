@@ -44,7 +44,7 @@ class StreamRelay:
         self.openai_errors = gateway.config.sse_error_format == "openai"
         self.high_water = gateway.config.high_water_mark
         if model_asked != model_sent:
-            self.rewrite = (ujson.dumps(model_sent).encode(), ujson.dumps(model_asked).encode())
+            self.rewrite = rewrite_pairs(model_sent, model_asked)
         else:
             self.rewrite = None
         self.drop_usage = drop_usage
@@ -152,8 +152,8 @@ class StreamRelay:
                 self.usage_seen = usage
                 if self.drop_usage and not obj.get("choices"):
                     continue
-            if self.rewrite is not None and self.rewrite[0] in data:
-                data = data.replace(self.rewrite[0], self.rewrite[1], 1)
+            if self.rewrite is not None:
+                data = _rewrite(data, self.rewrite)
             out.append(b"data: " + data + b"\n\n")
         if out:
             self._emit(out)
@@ -166,7 +166,7 @@ class StreamRelay:
     def _relay_plain(self, block: bytes, count: int, done: bool, rest: bytes):
         """The common case, without a Python loop over events (see sse.plain_events)."""
         if self.rewrite is not None:
-            block = block.replace(self.rewrite[0], self.rewrite[1])
+            block = _rewrite(block, self.rewrite)
         if done:
             self.saw_done = True
             block += sse.DONE
@@ -326,3 +326,20 @@ class StreamRelay:
 
     def usage(self) -> dict | None:
         return self.usage_seen if isinstance(self.usage_seen, dict) else None
+
+
+def rewrite_pairs(model_sent: str, model_asked: str) -> tuple:
+    """The byte replacements that show the client's model name: the "model" member only, so a
+    content string that happens to equal the name stays as it is."""
+    sent = ujson.dumps(model_sent, escape_forward_slashes=False).encode()
+    asked = ujson.dumps(model_asked, ensure_ascii=False, escape_forward_slashes=False).encode()
+    return ((b'"model":' + sent, b'"model":' + asked), (b'"model": ' + sent, b'"model": ' + asked))
+
+
+def _rewrite(data: bytes, pairs: tuple) -> bytes:
+    """Puts the model name the client asked for back into the upstream's bytes (compact JSON, or
+    with a space after the colon)."""
+    for old, new in pairs:
+        if old in data:
+            data = data.replace(old, new)
+    return data
