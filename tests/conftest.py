@@ -11,6 +11,9 @@ Fixtures:
   make_gateway  function: start_gateway(settings={...}, upstream_url=..., key_name=...) for a gateway
                 with settings of its own; returns (gateway, key); stopped after the test.
   openai_client / async_openai_client: the official SDK pointed at `gateway` with `key`.
+  redis_server  module: a real redis-server on a free loopback port (tests/redis_server.py); modules
+                that use it mark themselves with skip_unless_available().
+  redis_url     function: that server's URL, its data flushed first.
 """
 
 import os
@@ -79,3 +82,17 @@ def openai_client(gateway, key):
 def async_openai_client(gateway, key):
     import openai
     return openai.AsyncOpenAI(api_key=key, base_url=gateway.base, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    from tests.redis_server import RedisServer
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    redis_server.flush()
+    return redis_server.url

@@ -26,19 +26,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def redis_server():
-    server = RedisServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_url(redis_server):
-    redis_server.flush()
-    return redis_server.url
-
-
 def run(coro_fn):
     """Runs an async test body on a fresh event loop (the limiter's client belongs to that loop)."""
     return asyncio.run(coro_fn())

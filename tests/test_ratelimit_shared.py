@@ -18,19 +18,6 @@ from tests.test_ratelimit_gateway import ADMIN_KEY, BODY, auth, limit_headers, o
 pytestmark = skip_unless_available()
 
 
-@pytest.fixture(scope="module")
-def shared_redis():
-    server = RedisServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_url(shared_redis):
-    shared_redis.flush()
-    return shared_redis.url
-
-
 @pytest.fixture
 def fleet(tmp_path, mock):
     """fleet(n, redis_url, flags=..., settings=..., args=...) -> (gateways, key): n processes with one

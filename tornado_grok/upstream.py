@@ -44,11 +44,8 @@ class _Client(CurlAsyncHTTPClient):
     """CurlAsyncHTTPClient plus cancel() and an immediate start."""
 
     def _curl_setup_request(self, curl, request, buffer, headers) -> None:
-        call = getattr(request, "gateway_call", None)
-        if call is None:
-            super()._curl_setup_request(curl, request, buffer, headers)
-        else:
-            call._setup(curl, buffer, headers)
+        # Every request here is a _Request made by UpstreamClient.call.
+        request.gateway_call._setup(curl, buffer, headers)
 
     after_action = None  # set by UpstreamClient: runs after each socket_action, in the same turn
 
