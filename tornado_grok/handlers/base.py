@@ -71,6 +71,15 @@ class BaseHandler(web.RequestHandler):
             self.set_header("Content-Type", JSON_CONTENT_TYPE)
             self.finish(err.json_body())
 
+    def allowed_methods(self) -> list:
+        """The methods this path answers (the Allow header of a 405)."""
+        return [m for m in self.SUPPORTED_METHODS if m != "OPTIONS"
+                and getattr(type(self), m.lower()) is not getattr(web.RequestHandler, m.lower(), None)]
+
+    def method_not_allowed(self) -> GatewayError:
+        return GatewayError(405, "method %s is not allowed on %s" % (self.request.method, self.request.path),
+                            code="method_not_allowed", headers={"Allow": ", ".join(self.allowed_methods())})
+
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, web.HTTPError):
             return  # an answered client error, not a fault of ours
@@ -92,11 +101,7 @@ def _as_gateway_error(handler, status_code: int, exc_info) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
     if status_code == 405:
-        return GatewayError(405, "method %s is not allowed on %s" % (
-            handler.request.method, handler.request.path), code="method_not_allowed",
-            headers={"Allow": ", ".join(m for m in handler.SUPPORTED_METHODS
-                                        if getattr(type(handler), m.lower()) is not
-                                        getattr(web.RequestHandler, m.lower(), None))})
+        return handler.method_not_allowed()
     if status_code == 404:
         return GatewayError(404, "no such endpoint: %s %s" % (handler.request.method, handler.request.path),
                             code="not_found")
@@ -194,8 +199,8 @@ class APIHandler(BaseHandler):
                     headers[name] = value
         return headers
 
-    async def fetch_whole(self, method: str, path: str, body: dict | None = None):
-        """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
+    async def fetch_response(self, method: str, path: str, body: dict | None = None):
+        """One non-streaming upstream call; returns a 2xx response, else raises the mapped error."""
         c = self.config
         self.upstream_call = self.gateway.upstream.start(
             method, path, dumps(body) if body is not None else None,
@@ -207,6 +212,11 @@ class APIHandler(BaseHandler):
             raise errors.from_curl(curl_errno(response))
         if response.code >= 300:
             raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers())
+        return response
+
+    async def fetch_whole(self, method: str, path: str, body: dict | None = None):
+        """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
+        response = await self.fetch_response(method, path, body)
         try:
             return ujson.loads(response.body)
         except ValueError:
