@@ -62,14 +62,22 @@ class BaseHandler(web.RequestHandler):
         self.gateway_error = err  # for the access log and metrics
         if err.status != status_code:
             self.set_status(err.status)
+        self.finish(self.render_error(err))
+
+    def render_error(self, err: GatewayError) -> bytes:
+        """Sets an error's headers and content type before anything was sent; returns its body.
+
+        A stream request's error is the seed's SSE event, except for a client whose Accept is only
+        application/json (the OpenAI SDKs, LangChain): they show the text of a JSON error body
+        and nothing of an event stream under an error status (README "Errors").
+        """
         for name, value in err.headers.items():
             self.set_header(name, value)
-        if self.wants_sse:
+        if self.wants_sse and not _json_only(self.request.headers.get("Accept")):
             self.set_sse_headers()
-            self.finish(err.sse_event(self.config.sse_error_format == "openai"))
-        else:
-            self.set_header("Content-Type", JSON_CONTENT_TYPE)
-            self.finish(err.json_body())
+            return err.sse_event(self.config.sse_error_format == "openai")
+        self.set_header("Content-Type", JSON_CONTENT_TYPE)
+        return err.json_body()
 
     def allowed_methods(self) -> list:
         """The methods this path answers (the Allow header of a 405)."""
@@ -94,6 +102,11 @@ class BaseHandler(web.RequestHandler):
         """Bytes written to this client's connection that the socket has not taken yet."""
         stream = getattr(self.request.connection, "stream", None)
         return len(stream._write_buffer) if stream is not None else 0
+
+
+def _json_only(accept: str | None) -> bool:
+    """Whether an Accept header names application/json and nothing else (parameters aside)."""
+    return bool(accept) and "," not in accept and accept.split(";", 1)[0].strip().lower() == "application/json"
 
 
 def _as_gateway_error(handler, status_code: int, exc_info) -> GatewayError:
