@@ -43,6 +43,24 @@ class BaseHandler(web.RequestHandler):
         self.set_header("X-Request-Id", self.request_id)
         for name, value in self.sticky_headers.items():
             self.set_header(name, value)
+        # settings, not self.gateway: the first call comes from tornado before initialize().
+        cors = self.settings["gateway"].cors
+        if cors is not None:
+            for name, value in cors.response_headers(self.request.headers.get("Origin")):
+                self.set_header(name, value)
+
+    def options(self, *args, **kwargs) -> None:
+        """A CORS preflight: answered without a key (405 while CORS is off)."""
+        cors = self.gateway.cors
+        if cors is None:
+            raise self.method_not_allowed()
+        if not cors.allows(self.request.headers.get("Origin")):
+            raise GatewayError(403, "origin %r is not allowed (cors_origins)" % self.request.headers.get("Origin"),
+                               code="cors_origin_not_allowed", kind="permission_error")
+        for name, value in cors.preflight_headers(self.request.headers.get("Access-Control-Request-Headers")):
+            self.set_header(name, value)
+        self.set_status(204)
+        self.finish()
 
     def set_sticky_header(self, name: str, value: str) -> None:
         """A header that stays on the response even when it turns into an error."""
@@ -132,6 +150,8 @@ class APIHandler(BaseHandler):
         self.key = None
         self.decision = None
         self.log_fields = {}
+        if self.request.method == "OPTIONS":
+            return  # a CORS preflight: no key, no limits, no upstream (BaseHandler.options)
         if self.gateway.draining:
             raise errors.draining()
         self.gateway.open_requests += 1
