@@ -225,3 +225,11 @@ def test_wrong_method_is_405_with_allow(gateway, key, mock):
         r = call(method, gateway.base + path, {}, headers)
         assert (r.status_code, r.headers["Allow"]) == (405, allow), (method, path)
     assert mock.journal(test_id=headers["X-Mock-Test-Id"]) == []
+
+
+def test_image_edit_through_the_sdk_raw_post(openai_client):
+    # images.edit uploads multipart, which xAI's /images/edits does not take; the SDK's own post()
+    # sends the JSON body (README "Endpoints").
+    result = openai_client.post("/images/edits", cast_to=object, body={
+        "prompt": "make it red", "image": {"url": "https://example.com/a.png"}, "response_format": "b64_json"})
+    assert result["data"] == [{"b64_json": mock_rest.PNG_B64, "revised_prompt": "The image, edited: make it red"}]
