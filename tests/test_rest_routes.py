@@ -233,3 +233,13 @@ def test_image_edit_through_the_sdk_raw_post(openai_client):
     result = openai_client.post("/images/edits", cast_to=object, body={
         "prompt": "make it red", "image": {"url": "https://example.com/a.png"}, "response_format": "b64_json"})
     assert result["data"] == [{"b64_json": mock_rest.PNG_B64, "revised_prompt": "The image, edited: make it red"}]
+
+
+def test_metrics_label_a_row_by_its_template(make_gateway):
+    g, k = make_gateway({"debug_endpoints": True})
+    for model in ("grok-4.3", "grok-2-image-1212", "nope"):  # the image model is no language model: 404
+        call("GET", g.base + "/language-models/" + model, headers=tagged(k))
+    text = requests.get(g.url + "/metrics", timeout=30).text
+    assert 'endpoint="/api/v1/language-models/{model}",status="200"} 1.0' in text
+    assert 'endpoint="/api/v1/language-models/{model}",status="404"} 2.0' in text
+    assert "grok-4.3" not in text

@@ -35,6 +35,7 @@ class PassthroughHandler(APIHandler):
         route = self.rows.get(self.request.method)
         if route is None:
             raise self.method_not_allowed()
+        self.endpoint = "/api/v1" + route.path  # the metrics label: the row's template, never an id
         body = None
         if route.body is not None:
             body = await self.begin()
@@ -81,7 +82,14 @@ class PassthroughHandler(APIHandler):
 
 
 def _handlers() -> list:
-    return [(pattern, PassthroughHandler, {"rows": rows}) for pattern, rows in routes.by_path().items()]
+    table = routes.by_path()
+    for rows in table.values():
+        for route in rows.values():
+            if route.stream:
+                # This handler relays whole answers; a streaming row needs the relay and its dialect.
+                raise ValueError("%s %s streams: PassthroughHandler relays whole answers only" % (
+                    route.method, route.path))
+    return [(pattern, PassthroughHandler, {"rows": rows}) for pattern, rows in table.items()]
 
 
 default_handlers = _handlers()
