@@ -288,6 +288,6 @@ def test_openapi_describes_every_route():
         node = doc
         for part in ref.split("/"):
             node = node[part]
-    routes = {re.sub(r"\([^)]*\)", "{model}", path) for module in ROUTE_MODULES
-              for path, _handler in module.default_handlers}
+    routes = {re.sub(r"\([^)]*\)", "{model}", re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", entry[0]))
+              for module in ROUTE_MODULES for entry in module.default_handlers}
     assert set(doc["paths"]) == routes

@@ -9,7 +9,7 @@ from tornado.ioloop import IOLoop
 
 from .config import Config
 from .gateway import Gateway
-from .handlers import admin, chat, health, images, models, vision
+from .handlers import admin, chat, health, images, models, passthrough, vision
 from .handlers.base import NotFoundHandler, TooLargeHandler
 
 
@@ -37,14 +37,15 @@ class AccessLog:
 
 access_log = AccessLog()
 
-ROUTE_MODULES = (chat, images, vision, models, health, admin)
+ROUTE_MODULES = (chat, images, vision, models, passthrough, health, admin)
 
 
 def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.Application:
     """The gateway's Application; run.py and the tests both build it here."""
     gateway = gateway or Gateway(config)
-    routes = [(path, handler, {"gateway": gateway})
-              for module in ROUTE_MODULES for path, handler in module.default_handlers]
+    # A module's routes are (path, handler) or (path, handler, its own initialize arguments).
+    routes = [(entry[0], entry[1], dict(entry[2] if len(entry) > 2 else {}, gateway=gateway))
+              for module in ROUTE_MODULES for entry in module.default_handlers]
     app = _Application(
         routes,
         default_handler_class=NotFoundHandler,

@@ -276,11 +276,11 @@ class StreamRelay:
             self.call.cancel()
         self.send_pending()
         if not self.headers_sent:
+            self.headers_sent = True
             self.handler.set_status(err.status)
-            for name, value in err.headers.items():
-                self.handler.set_header(name, value)
-            self._send_headers()
-        self.handler.write(err.sse_event(self.openai_errors))
+            self.handler.write(self.handler.render_error(err))  # the seed's event, or JSON (base.py)
+        else:
+            self.handler.write(err.sse_event(self.openai_errors))
         self._end()
 
     def _end(self) -> None:

@@ -123,3 +123,43 @@ def choice(body: dict, field: str, allowed: tuple):
     if value is not None and value not in allowed:
         raise bad("field '%s' must be one of %s" % (field, ", ".join(allowed)))
     return value
+
+
+# -- bodies of the relayed endpoints (routes.py): only what the gateway relies on, so a wrong type
+# is a 400 naming the field here instead of an upstream error; anything else passes through.
+
+def tokenize(body: dict) -> None:
+    """POST /tokenize-text: {"text", "model", "user"?}."""
+    need_string(body, "model")
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise bad("field 'text' is required and must be a string" if text is None else
+                  "field 'text' must be a string, not %s" % _type_name(text),
+                  "missing_field" if text is None else "invalid_field")
+
+
+def embeddings(body: dict) -> None:
+    """POST /embeddings: {"model", "input": string or array, "encoding_format"?, "dimensions"?}."""
+    need_string(body, "model")
+    value = body.get("input")
+    if value is None:
+        raise bad("field 'input' is required", "missing_field")
+    if not isinstance(value, (str, list)) or value == []:
+        raise bad("field 'input' must be a string or a non-empty array, not %s" % (
+            "an empty array" if value == [] else _type_name(value)))
+    choice(body, "encoding_format", ("float", "base64"))
+    number(body, "dimensions", int, 1, 100_000)
+
+
+def image_edit(body: dict) -> None:
+    """POST /images/edits (JSON, as xAI takes it): {"prompt", "image": {"url"} or a URL, "model"?, ...}."""
+    need_string(body, "prompt")
+    image = body.get("image")
+    if image is None:
+        raise bad("field 'image' is required", "missing_field")
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url.startswith(("https://", "http://", "data:image/")):
+        raise bad("field 'image' must be an object with a 'url' (an https URL or a data:image URI)")
+    need_string(body, "model", required=False)
+    number(body, "n", int, 1, 10)
+    choice(body, "response_format", ("url", "b64_json"))

@@ -43,6 +43,24 @@ class BaseHandler(web.RequestHandler):
         self.set_header("X-Request-Id", self.request_id)
         for name, value in self.sticky_headers.items():
             self.set_header(name, value)
+        # settings, not self.gateway: the first call comes from tornado before initialize().
+        cors = self.settings["gateway"].cors
+        if cors is not None:
+            for name, value in cors.response_headers(self.request.headers.get("Origin")):
+                self.set_header(name, value)
+
+    def options(self, *args, **kwargs) -> None:
+        """A CORS preflight: answered without a key (405 while CORS is off)."""
+        cors = self.gateway.cors
+        if cors is None:
+            raise self.method_not_allowed()
+        if not cors.allows(self.request.headers.get("Origin")):
+            raise GatewayError(403, "origin %r is not allowed (cors_origins)" % self.request.headers.get("Origin"),
+                               code="cors_origin_not_allowed", kind="permission_error")
+        for name, value in cors.preflight_headers(self.request.headers.get("Access-Control-Request-Headers")):
+            self.set_header(name, value)
+        self.set_status(204)
+        self.finish()
 
     def set_sticky_header(self, name: str, value: str) -> None:
         """A header that stays on the response even when it turns into an error."""
@@ -62,14 +80,31 @@ class BaseHandler(web.RequestHandler):
         self.gateway_error = err  # for the access log and metrics
         if err.status != status_code:
             self.set_status(err.status)
+        self.finish(self.render_error(err))
+
+    def render_error(self, err: GatewayError) -> bytes:
+        """Sets an error's headers and content type before anything was sent; returns its body.
+
+        A stream request's error is the seed's SSE event, except for a client whose Accept is only
+        application/json (the OpenAI SDKs, LangChain): they show the text of a JSON error body
+        and nothing of an event stream under an error status (README "Errors").
+        """
         for name, value in err.headers.items():
             self.set_header(name, value)
-        if self.wants_sse:
+        if self.wants_sse and not _json_only(self.request.headers.get("Accept")):
             self.set_sse_headers()
-            self.finish(err.sse_event(self.config.sse_error_format == "openai"))
-        else:
-            self.set_header("Content-Type", JSON_CONTENT_TYPE)
-            self.finish(err.json_body())
+            return err.sse_event(self.config.sse_error_format == "openai")
+        self.set_header("Content-Type", JSON_CONTENT_TYPE)
+        return err.json_body()
+
+    def allowed_methods(self) -> list:
+        """The methods this path answers (the Allow header of a 405)."""
+        return [m for m in self.SUPPORTED_METHODS if m != "OPTIONS"
+                and getattr(type(self), m.lower()) is not getattr(web.RequestHandler, m.lower(), None)]
+
+    def method_not_allowed(self) -> GatewayError:
+        return GatewayError(405, "method %s is not allowed on %s" % (self.request.method, self.request.path),
+                            code="method_not_allowed", headers={"Allow": ", ".join(self.allowed_methods())})
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, web.HTTPError):
@@ -87,16 +122,17 @@ class BaseHandler(web.RequestHandler):
         return len(stream._write_buffer) if stream is not None else 0
 
 
+def _json_only(accept: str | None) -> bool:
+    """Whether an Accept header names application/json and nothing else (parameters aside)."""
+    return bool(accept) and "," not in accept and accept.split(";", 1)[0].strip().lower() == "application/json"
+
+
 def _as_gateway_error(handler, status_code: int, exc_info) -> GatewayError:
     exc = exc_info[1] if exc_info else None
     if isinstance(exc, GatewayError):
         return exc
     if status_code == 405:
-        return GatewayError(405, "method %s is not allowed on %s" % (
-            handler.request.method, handler.request.path), code="method_not_allowed",
-            headers={"Allow": ", ".join(m for m in handler.SUPPORTED_METHODS
-                                        if getattr(type(handler), m.lower()) is not
-                                        getattr(web.RequestHandler, m.lower(), None))})
+        return handler.method_not_allowed()
     if status_code == 404:
         return GatewayError(404, "no such endpoint: %s %s" % (handler.request.method, handler.request.path),
                             code="not_found")
@@ -114,6 +150,8 @@ class APIHandler(BaseHandler):
         self.key = None
         self.decision = None
         self.log_fields = {}
+        if self.request.method == "OPTIONS":
+            return  # a CORS preflight: no key, no limits, no upstream (BaseHandler.options)
         if self.gateway.draining:
             raise errors.draining()
         self.gateway.open_requests += 1
@@ -194,8 +232,8 @@ class APIHandler(BaseHandler):
                     headers[name] = value
         return headers
 
-    async def fetch_whole(self, method: str, path: str, body: dict | None = None):
-        """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
+    async def fetch_response(self, method: str, path: str, body: dict | None = None):
+        """One non-streaming upstream call; returns a 2xx response, else raises the mapped error."""
         c = self.config
         self.upstream_call = self.gateway.upstream.start(
             method, path, dumps(body) if body is not None else None,
@@ -207,6 +245,11 @@ class APIHandler(BaseHandler):
             raise errors.from_curl(curl_errno(response))
         if response.code >= 300:
             raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers())
+        return response
+
+    async def fetch_whole(self, method: str, path: str, body: dict | None = None):
+        """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
+        response = await self.fetch_response(method, path, body)
         try:
             return ujson.loads(response.body)
         except ValueError:
