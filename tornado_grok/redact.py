@@ -1,0 +1,123 @@
+"""Keeping keys out of what the gateway writes.
+
+Two tools, for two kinds of text:
+
+- `scrub(text, secrets)` removes every run of MIN_PIECE (12) or more characters copied from a known
+  secret (the upstream key, the requesting client's key): a whole key, `Bearer <key>`, a key with a
+  character missing or changed all become `[redacted]`. It is applied where upstream text becomes
+  the gateway's own text (errors.upstream_text) and to the client-chosen fields of a log line.
+- `loggable(value, secrets)` is for a client-chosen value in a log line (a model name, a path, a
+  request id that is not ours, an error text that may quote them): capped at LOG_FIELD_MAX
+  characters, every key-like token in it masked (a run of 16+ of [A-Za-z0-9_-] with both upper and
+  lower case letters: random keys always are, model names and UUIDs are not), then scrubbed. So a
+  key of a client we cannot know (only hashes are stored) is not logged whole either.
+"""
+
+import logging
+import re
+
+MIN_PIECE = 12  # a run this long copied from a secret counts as a leak
+LOG_FIELD_MAX = 200  # characters of one client-chosen value a log line shows
+REDACTED = "[redacted]"
+
+_KEY_LIKE = re.compile(r"[A-Za-z0-9_-]{16,}")
+_UPPER = re.compile(r"[A-Z]")
+_LOWER = re.compile(r"[a-z]")
+
+
+def _spans(text: str, secret: str) -> list:
+    """(start, end) of every MIN_PIECE-character window of text that is also in secret."""
+    n = MIN_PIECE
+    found = []
+    if len(secret) < n:
+        # A secret too short to split: only its exact occurrences.
+        j = text.find(secret) if secret else -1
+        while j >= 0:
+            found.append((j, j + len(secret)))
+            j = text.find(secret, j + 1)
+        return found
+    if len(text) <= len(secret):
+        # Fewer windows in the text than in the secret: look each text window up in the secret.
+        for i in range(len(text) - n + 1):
+            if text[i:i + n] in secret:
+                found.append((i, i + n))
+    else:
+        for i in range(len(secret) - n + 1):
+            gram = secret[i:i + n]
+            j = text.find(gram)
+            while j >= 0:
+                found.append((j, j + n))
+                j = text.find(gram, j + 1)
+    return found
+
+
+def scrub(text: str, secrets) -> str:
+    """text with every run of MIN_PIECE+ characters of any of `secrets` replaced by [redacted]."""
+    if not text:
+        return text
+    spans = []
+    for secret in secrets:
+        if secret:
+            spans.extend(_spans(text, secret))
+    if not spans:
+        return text
+    spans.sort()
+    out, pos = [], 0
+    start, end = spans[0]
+    for s, e in spans[1:]:
+        if s <= end:  # overlapping or touching windows are one run
+            end = max(end, e)
+            continue
+        out.append(text[pos:start] + REDACTED)
+        pos, start, end = end, s, e
+    out.append(text[pos:start] + REDACTED)
+    out.append(text[end:])
+    return "".join(out)
+
+
+def _mask_token(match) -> str:
+    token = match.group(0)
+    if _UPPER.search(token) and _LOWER.search(token):
+        return token[:4] + "…"
+    return token
+
+
+def loggable(value, secrets=()) -> str:
+    """A client-chosen value as a log line may show it: capped, key-like tokens masked, scrubbed."""
+    if not isinstance(value, str):
+        value = str(value)
+    if len(value) > LOG_FIELD_MAX:
+        value = value[:LOG_FIELD_MAX] + "…(%d chars)" % len(value)
+    if len(value) >= 16:
+        value = _KEY_LIKE.sub(_mask_token, value)
+    if len(value) >= MIN_PIECE:
+        value = scrub(value, secrets)
+    return value
+
+
+class LogFilter(logging.Filter):
+    """Applied to every record of the process's log handlers (not the access log, which masks its
+    own fields): tornado's own messages can quote a request line or a header value."""
+
+    def __init__(self, secrets=()):
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg, record.args = self._clean(message), None
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        return True
+
+    def _clean(self, text: str) -> str:
+        return scrub(_KEY_LIKE.sub(_mask_token, text), self.secrets)
+
+
+def install_log_filter(secrets) -> None:
+    """Puts a LogFilter on every handler of the root logger (call after logging is configured)."""
+    log_filter = LogFilter(secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(log_filter)
