@@ -89,7 +89,8 @@ def upstream_text(body: bytes, secrets: tuple) -> str:
     try:
         obj = ujson.loads(body)
     except (ValueError, TypeError):
-        return scrub(body[:300].decode("utf-8", "replace").strip(), secrets)
+        # Scrubbed before the cut, so the cut cannot leave a piece of the key too short to be found.
+        return scrub(body[:4096].decode("utf-8", "replace"), secrets)[:300].strip()
     text = ""
     if isinstance(obj, dict):
         err = obj.get("error")
