@@ -85,3 +85,20 @@ def test_ordinary_values_stay_readable(logged):
     assert key[:4] + "…" in models and other[:4] + "…" in models
     paths = {line["path"] for line in lines}
     assert "/api/v1/chat/completions" in paths and "/api/v1/models/" + key[:4] + "…" in paths
+
+
+def test_tornados_own_messages_do_not_log_a_key(mock, tmp_path):
+    """A header value tornado refuses is quoted in its "Malformed HTTP message" line: masked too."""
+    gateway, key = hh.start(str(tmp_path), mock.base)
+    try:
+        for value in (key, key[:-1]):
+            request = ("GET /api/v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\x01\r\n"
+                       "Connection: close\r\n\r\n" % value).encode()
+            assert sh.status_of(sh.exchange(gateway, request)) == 400
+        malformed = servers.wait_until(
+            lambda: [line for line in gateway.stderr_lines if "Invalid header value" in line][1:], timeout=10)
+        assert "Bearer tg-" in malformed[0]  # the line is there, and says what was wrong
+        for piece in sh.pieces(key):
+            assert piece not in gateway.stderr, gateway.stderr
+    finally:
+        gateway.stop()
