@@ -90,10 +90,15 @@ def _mask_token(match) -> str:
     return token
 
 
-def loggable(value, secrets=()) -> str:
+def loggable(value, secrets: tuple = ()) -> str:
     """A client-chosen value as a log line may show it: capped, key-like tokens masked, scrubbed."""
-    if not isinstance(value, str):
-        value = str(value)
+    return _loggable(value if type(value) is str else str(value), secrets)
+
+
+@functools.lru_cache(maxsize=4096)
+def _loggable(value: str, secrets: tuple) -> str:
+    # Cached: the same few model names and paths come with the same few keys on most requests, and
+    # this runs for every logged request (a hit costs a tenth of the work below).
     if len(value) > LOG_FIELD_MAX:
         value = value[:LOG_FIELD_MAX] + "…(%d chars)" % len(value)
     if len(value) >= 16:

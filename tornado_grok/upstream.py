@@ -59,6 +59,7 @@ def _segment(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1024)  # the same few paths on every call; a refusal is not cached
 def checked_path(path: str) -> str:
     """`path` if it is '/' followed by '/'-separated segments that each pass _segment, else ValueError.
 
