@@ -8,13 +8,13 @@ output holds no piece of 12 or more characters of either key, while ordinary nam
 """
 
 import json
-import os
 
 import pytest
 
 from tests import hardening_helpers as hh
 from tests import security_helpers as sh
 from tests import servers
+from tests.mock_helpers import start_mock
 from tests.wire import chat_body
 
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -35,9 +35,17 @@ def send(gateway, method: str, path: str, key: str, body=None, **headers) -> byt
 
 
 @pytest.fixture(scope="module")
-def logged(mock, tmp_path_factory):
+def own_mock():
+    """A mock of this module's own: its hundreds of requests stay out of the session mock's journal."""
+    m = start_mock("--speed", "0")
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="module")
+def logged(own_mock, tmp_path_factory):
     """A gateway with two client keys after every request below: (gateway, key, other_key)."""
-    gateway, key = hh.start(str(tmp_path_factory.mktemp("logmask")), mock.base)
+    gateway, key = hh.start(str(tmp_path_factory.mktemp("logmask")), own_mock.base)
     try:
         keys_file = gateway.argv[gateway.argv.index("--keys-file") + 1]
         other = servers.add_key(keys_file, "other")
@@ -87,9 +95,9 @@ def test_ordinary_values_stay_readable(logged):
     assert "/api/v1/chat/completions" in paths and "/api/v1/models/" + key[:4] + "…" in paths
 
 
-def test_tornados_own_messages_do_not_log_a_key(mock, tmp_path):
+def test_tornados_own_messages_do_not_log_a_key(own_mock, tmp_path):
     """A header value tornado refuses is quoted in its "Malformed HTTP message" line: masked too."""
-    gateway, key = hh.start(str(tmp_path), mock.base)
+    gateway, key = hh.start(str(tmp_path), own_mock.base)
     try:
         for value in (key, key[:-1]):
             request = ("GET /api/v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\x01\r\n"

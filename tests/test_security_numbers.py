@@ -12,6 +12,9 @@ import uuid
 import pytest
 import requests
 
+from tests import hardening_helpers as hh
+from tests.mock_helpers import start_mock
+
 LITERALS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1E+400", "123456789e999"]
 MESSAGE = "API error: field '%s' is not a finite number (NaN, Infinity and numbers too large for a double are not JSON)"
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -30,6 +33,21 @@ PLACES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def mock():
+    """A mock of this module's own, and below a gateway: its requests stay out of the session key's limits."""
+    m = start_mock("--speed", "0")
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway_key(mock, tmp_path_factory):
+    gateway, key = hh.start(str(tmp_path_factory.mktemp("numbers")), mock.base)
+    yield gateway, key
+    gateway.stop()
+
+
 def post(gateway, key, path: str, raw: str, test_id: str):
     return requests.post(gateway.base + path, data=raw.encode(), timeout=30, headers={
         "Authorization": "Bearer " + key, "Content-Type": "application/json", "X-Mock-Test-Id": test_id})
@@ -37,7 +55,8 @@ def post(gateway, key, path: str, raw: str, test_id: str):
 
 @pytest.mark.parametrize("path,template,field", PLACES)
 @pytest.mark.parametrize("literal", LITERALS)
-def test_a_non_finite_number_is_a_400_naming_the_field(gateway, key, mock, path, template, field, literal):
+def test_a_non_finite_number_is_a_400_naming_the_field(gateway_key, mock, path, template, field, literal):
+    gateway, key = gateway_key
     test_id = "nonfinite-" + uuid.uuid4().hex
     r = post(gateway, key, path, template % literal, test_id)
     assert r.status_code == 400, r.text
@@ -47,8 +66,9 @@ def test_a_non_finite_number_is_a_400_naming_the_field(gateway, key, mock, path,
 
 
 @pytest.mark.parametrize("path,template,field", PLACES)
-def test_the_same_body_with_a_finite_number_goes_upstream(gateway, key, mock, path, template, field):
+def test_the_same_body_with_a_finite_number_goes_upstream(gateway_key, mock, path, template, field):
     """The control: the journal and the tagging above do see a request when there is one."""
+    gateway, key = gateway_key
     test_id = "finite-" + uuid.uuid4().hex
     r = post(gateway, key, path, template % "0.5", test_id)
     assert r.status_code == 200, r.text
@@ -57,7 +77,8 @@ def test_the_same_body_with_a_finite_number_goes_upstream(gateway, key, mock, pa
     assert b"NaN" not in json.dumps(sent[0]["body"]).encode()
 
 
-def test_a_string_that_says_nan_is_just_a_string(gateway, key, mock):
+def test_a_string_that_says_nan_is_just_a_string(gateway_key, mock):
+    gateway, key = gateway_key
     test_id = "nan-text-" + uuid.uuid4().hex
     r = post(gateway, key, "/chat/completions", '{"model": "grok-4.3", "messages": [{"role": "user", '
              '"content": "NaN Infinity 1e400"}], "temperature": 1e300}', test_id)
