@@ -39,3 +39,14 @@ def test_scrub(text, expected):
 ])
 def test_loggable(value, expected):
     assert loggable(value, (CLIENT, KEY)) == expected
+
+
+def test_the_log_filter_keeps_tracebacks_readable_and_masks_keys():
+    import logging
+
+    from tornado_grok.redact import LogFilter
+    record = logging.LogRecord("tornado.general", logging.INFO, __file__, 1,
+                               "StreamClosedError in CurlAsyncHTTPClient: Invalid header value %r",
+                               ("Bearer " + CLIENT + " " + KEY,), None)
+    LogFilter((KEY,)).filter(record)
+    assert record.getMessage() == "StreamClosedError in CurlAsyncHTTPClient: Invalid header value 'Bearer tg-P… xai-…'"

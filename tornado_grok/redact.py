@@ -24,6 +24,7 @@ REDACTED = "[redacted]"
 _KEY_LIKE = re.compile(r"[A-Za-z0-9_-]{16,}")
 _UPPER = re.compile(r"[A-Z]")
 _LOWER = re.compile(r"[a-z]")
+_DIGIT = re.compile(r"[0-9]")
 
 
 @functools.lru_cache(maxsize=256)
@@ -90,6 +91,15 @@ def _mask_token(match) -> str:
     return token
 
 
+def _mask_long_token(match) -> str:
+    # For tracebacks and tornado's messages: CamelCase names (StreamClosedError) stay readable; a
+    # key (tg- + 43, xai- + 80 characters) is longer than 24 or, cut short, still has a digit.
+    token = match.group(0)
+    if _UPPER.search(token) and _LOWER.search(token) and (len(token) >= 24 or _DIGIT.search(token)):
+        return token[:4] + "…"
+    return token
+
+
 def loggable(value, secrets: tuple = ()) -> str:
     """A client-chosen value as a log line may show it: capped, key-like tokens masked, scrubbed."""
     return _loggable(value if type(value) is str else str(value), secrets)
@@ -98,7 +108,8 @@ def loggable(value, secrets: tuple = ()) -> str:
 @functools.lru_cache(maxsize=4096)
 def _loggable(value: str, secrets: tuple) -> str:
     # Cached: the same few model names and paths come with the same few keys on most requests, and
-    # this runs for every logged request (a hit costs a tenth of the work below).
+    # this runs for every logged request (a hit costs a tenth of the work below). The cache holds
+    # recent keys in this process's memory, where each request's headers hold them anyway.
     if len(value) > LOG_FIELD_MAX:
         value = value[:LOG_FIELD_MAX] + "…(%d chars)" % len(value)
     if len(value) >= 16:
@@ -126,7 +137,7 @@ class LogFilter(logging.Filter):
         return True
 
     def _clean(self, text: str) -> str:
-        return scrub(_KEY_LIKE.sub(_mask_token, text), self.secrets)
+        return scrub(_KEY_LIKE.sub(_mask_long_token, text), self.secrets)
 
 
 def install_log_filter(secrets) -> None:
