@@ -36,7 +36,7 @@ UPSTREAM_TABLE = [
 
 @pytest.mark.parametrize("up_status,body,headers,status,message,extra", UPSTREAM_TABLE)
 def test_upstream_mapping(up_status, body, headers, status, message, extra):
-    err = errors.from_upstream(up_status, body, headers)
+    err = errors.from_upstream(up_status, body, headers, ())
     assert (err.status, err.message, err.headers) == (status, message, extra)
 
 

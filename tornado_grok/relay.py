@@ -144,7 +144,8 @@ class StreamRelay:
                 return WRITE_ABORT
             if obj.get("error"):
                 self._emit(out)
-                self.abort(GatewayError(502, errors.upstream_text(data) or "the upstream reported an error",
+                self.abort(GatewayError(502, errors.upstream_text(data, self.gateway.upstream.secrets)
+                                        or "the upstream reported an error",
                                         code="upstream_stream_error"), Outcome.UPSTREAM_ERROR)
                 return WRITE_ABORT
             usage = obj.get("usage")
@@ -254,7 +255,8 @@ class StreamRelay:
             self.status = response.code
         if self.status and self.status != 200:
             body = b"".join(self.error_body)
-            self.abort(errors.from_upstream(self.status, body, self.call.headers()), Outcome.UPSTREAM_ERROR)
+            self.abort(errors.from_upstream(self.status, body, self.call.headers(),
+                                           self.gateway.upstream.secrets), Outcome.UPSTREAM_ERROR)
         elif response.code == 599:
             errno = curl_errno(response)
             outcome = Outcome.TIMEOUT if errno == errors.CURLE_OPERATION_TIMEDOUT else Outcome.UPSTREAM_ERROR

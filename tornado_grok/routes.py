@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from tornado.escape import url_escape
-
 from . import validate
 from .errors import GatewayError
 
@@ -57,12 +55,18 @@ class Route:
         """The upstream path for these ids, each checked against its type and escaped into place."""
         for name, value in ids.items():
             check_id(name, value)
-        return _PLACEHOLDER.sub(lambda m: url_escape(ids[m.group(1)], plus=False), self.upstream)
+        # A checked id is made only of characters that need no escaping in a path (validate.PATH_ID),
+        # and UpstreamClient.call refuses any path that is not such segments (upstream.checked_path).
+        return _PLACEHOLDER.sub(lambda m: ids[m.group(1)], self.upstream)
 
 
 def check_id(kind: str, value: str) -> str:
-    """`value` if it is a valid id of this type, else a 400 that names the type."""
-    if not isinstance(value, str) or not ID_TYPES[kind].match(value):
+    """`value` if it is a valid id of this type, else a 400 that names the type.
+
+    validate.path_id is the one rule for every id that goes into an upstream path; a type may only
+    narrow it."""
+    validate.path_id(value, kind)
+    if not ID_TYPES[kind].match(value):
         raise GatewayError(400, "invalid %s in the path: expected 1-128 characters of %s" % (
             kind, "letters, digits and . _ : -" if kind == "model" else "letters, digits, _ and -"),
             code="invalid_id")

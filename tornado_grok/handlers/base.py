@@ -190,6 +190,12 @@ class APIHandler(BaseHandler):
         if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
             raise GatewayError(400, "the request body has a lone UTF-16 surrogate escape (\\ud800-\\udfff): "
                                "not valid Unicode", code="invalid_json")
+        where = _non_finite(body)
+        if where is not None:
+            # ujson reads NaN, Infinity and 1e400 as floats; relayed, they would be invalid JSON
+            # ("temperature":NaN) and they pass every range check (NaN < 0 is false).
+            raise GatewayError(400, "field '%s' is not a finite number (NaN, Infinity and numbers too large "
+                               "for a double are not JSON)" % where, code="invalid_number")
         return body
 
     async def begin(self) -> dict:
@@ -244,7 +250,8 @@ class APIHandler(BaseHandler):
         if response.code == 599:
             raise errors.from_curl(curl_errno(response))
         if response.code >= 300:
-            raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers())
+            raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers(),
+                                       self.gateway.upstream.secrets)
         return response
 
     async def fetch_whole(self, method: str, path: str, body: dict | None = None):
@@ -336,6 +343,42 @@ def _lone_surrogate(body: dict) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def _non_finite(body: dict) -> str | None:
+    """Where the parsed body holds a NaN or an infinity (as `messages[0].temperature`), else None.
+
+    One walk over the parsed containers, linear in what the parser already built (a stack, not
+    recursion: ujson nests up to 1024 deep); the path is worked out only when there is one to name.
+    """
+    stack = [body]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value = pop()
+        for item in (value.values() if type(value) is dict else value):
+            kind = type(item)
+            if kind is dict or kind is list:
+                push(item)
+            elif kind is float and item - item != 0.0:  # inf - inf and nan - nan are NaN
+                return _path_of(body, item)
+    return None
+
+
+def _path_of(body: dict, target: float) -> str:
+    """The path of the value `target` (by identity) in body, as error messages name fields."""
+    stack = [(body, "")]
+    while stack:
+        value, path = stack.pop()
+        for name, item in (value.items() if type(value) is dict else enumerate(value)):
+            if type(name) is int:
+                where = "%s[%d]" % (path, name)
+            else:
+                where = (path + "." if path else "") + (name if len(name) <= 64 else name[:64] + "...")
+            if item is target:
+                return where
+            if type(item) is dict or type(item) is list:
+                stack.append((item, where))
+    return "(the body)"
 
 
 def _overloaded(cap: str) -> GatewayError:
