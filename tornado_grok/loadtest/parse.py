@@ -110,7 +110,7 @@ class SSEParser:
         """An event that is not a JSON object: the request ends as a protocol_error, whatever follows."""
         res = self.res
         if res.proto is None:
-            res.proto = f"malformed event {bytes(payload[:80])!r}"
+            res.proto = "malformed event: " + bytes(payload[:80]).decode("utf-8", "replace")
 
 
 class TextSSEParser(SSEParser):
