@@ -15,7 +15,8 @@ The last user message says what to do, as space-separated key=value words:
     malformed=K   (chat) send the truncated event `data: {"content":"oops` in place of chunk K
 
 A body's `max_tokens` caps the chunks (one token per chunk). Every request's body and headers are
-kept in stats["bodies"] and stats["headers"] (in arrival order), for tests of what was sent.
+kept in stats["bodies"] and stats["headers"] (in arrival order), for tests of what was sent, and
+the client address of each TCP connection in stats["peers"].
 
 POST .../responses answers the same words with the Responses API's typed events (ResponsesHandler).
 
@@ -70,6 +71,7 @@ class ChatHandler(tornado.web.RequestHandler):
         self.stats["connections"].add(id(self.request.connection))
         body = json.loads(self.request.body)
         self.stats.setdefault("bodies", []).append(body)
+        self.stats.setdefault("peers", set()).add(self.request.connection.stream.socket.getpeername())
         self.stats.setdefault("headers", []).append(dict(self.request.headers))
         sc = scenario(body)
         model = body.get("model", "test")
