@@ -82,9 +82,11 @@ class BaseHandler(web.RequestHandler):
         self.finish(obj_or_bytes if isinstance(obj_or_bytes, bytes) else dumps(obj_or_bytes))
 
     def unsent_bytes(self) -> int:
-        """Bytes written to this client's connection that the socket has not taken yet."""
+        """Bytes written to this client's connection that the socket has not taken yet (0 once it
+        is closed: tornado drops the write buffer of a closed stream, and nothing is owed then)."""
         stream = getattr(self.request.connection, "stream", None)
-        return len(stream._write_buffer) if stream is not None else 0
+        buffer = stream._write_buffer if stream is not None else None
+        return len(buffer) if buffer is not None else 0
 
 
 def _as_gateway_error(handler, status_code: int, exc_info) -> GatewayError:
