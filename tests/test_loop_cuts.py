@@ -29,9 +29,9 @@ def gateway(mock, tmp_path_factory):
     g.stop()
 
 
-def _request(gateway, key: str, body: bytes) -> bytes:
+def _request(gateway, key: str, body: bytes, **headers) -> bytes:
     return hh.raw_request("POST", "/api/v1/chat/completions",
-                          hh.auth(key, **{"X-Mock-Scenario": "story", "X-Mock-Speed": SPEED}), body)
+                          hh.auth(key, **{"X-Mock-Scenario": "story", "X-Mock-Speed": SPEED}, **headers), body)
 
 
 def _cut(sock: socket.socket, rst: bool) -> None:
@@ -41,9 +41,12 @@ def _cut(sock: socket.socket, rst: bool) -> None:
 
 
 def _one(gateway, key: str, plan: tuple) -> str:
-    """One client that leaves as `plan` says: ("body", rst, fraction) or ("stream", rst, nbytes)."""
+    """One client that leaves as `plan` says: ("body", rst, fraction), or ("stream" | "whole", rst,
+    nbytes) for a streamed or a whole answer."""
     where, rst, point = plan
-    request = _request(gateway, key, json.dumps(chat_body()).encode())
+    body = json.dumps(chat_body(stream=where != "whole")).encode()
+    # A whole answer has a Content-Length, not a last chunk: the server's close says it ended.
+    request = _request(gateway, key, body, **({"Connection": "close"} if where == "whole" else {}))
     sock = hh.connect(gateway)
     try:
         if where == "body":  # headers and part of the body, then gone
@@ -61,7 +64,7 @@ def _one(gateway, key: str, plan: tuple) -> str:
                 return "ended"  # the whole answer came before the cut point
             got += len(piece)
         _cut(sock, rst)
-        return "stream"
+        return where
     except OSError:
         sock.close()
         return "error"
@@ -71,8 +74,11 @@ def _plans(rng: random.Random) -> list:
     plans = []
     for _ in range(CUTS):
         rst = rng.random() < 0.5
-        if rng.random() < 0.1:
+        kind = rng.random()
+        if kind < 0.1:
             plans.append(("body", rst, rng.random()))
+        elif kind < 0.2:  # a whole answer: cut while it is upstream, or in its head or body
+            plans.append(("whole", rst, rng.randint(0, 1500)))
         else:  # the response head is ~300 bytes and the story ~5 KB: most cuts land mid-stream
             plans.append(("stream", rst, rng.randint(0, 6000)))
     return plans
