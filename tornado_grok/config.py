@@ -57,6 +57,7 @@ class Config:
     lease_seconds: float = 30.0
     # [logging]
     access_log: bool = True
+    log_queue_bytes: int = 4 * 1024 * 1024
     debug_endpoints: bool = False
     # Filled at load time, not settable from the file.
     aliases: dict = dataclasses.field(default_factory=dict)
@@ -77,6 +78,8 @@ class Config:
                      "keepalive_interval", "drain_seconds", "lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
+        if self.log_queue_bytes <= 0:
+            raise ConfigError("log_queue_bytes must be greater than 0")
         if not self.upstream_url.startswith(("http://", "https://")):
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 
