@@ -32,6 +32,7 @@ class Config:
     upstream_url: str = ""
     upstream_key: str = ""
     max_upstream: int = 10000
+    max_upstream_body: int = 64 * 1024 * 1024
     forward_mock_headers: bool = False
     connect_timeout: float = 10.0
     first_event_timeout: float = 600.0
@@ -42,6 +43,7 @@ class Config:
     stream_fallback_format: str = "json"
     sse_error_format: str = "seed"
     high_water_mark: int = 64 * 1024
+    max_event_size: int = 8 * 1024 * 1024
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
@@ -78,8 +80,9 @@ class Config:
                      "keepalive_interval", "drain_seconds", "lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
-        if self.log_queue_bytes <= 0:
-            raise ConfigError("log_queue_bytes must be greater than 0")
+        for name in ("log_queue_bytes", "max_event_size", "max_upstream_body"):
+            if getattr(self, name) <= 0:
+                raise ConfigError("%s must be greater than 0" % name)
         if not self.upstream_url.startswith(("http://", "https://")):
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 

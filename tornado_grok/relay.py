@@ -40,7 +40,7 @@ class StreamRelay:
     def __init__(self, handler, gateway, model_asked: str, model_sent: str, drop_usage: bool):
         self.handler = handler
         self.gateway = gateway
-        self.parser = sse.SSEParser()
+        self.parser = sse.SSEParser(gateway.config.max_event_size)
         self.openai_errors = gateway.config.sse_error_format == "openai"
         self.high_water = gateway.config.high_water_mark
         if model_asked != model_sent:
@@ -99,9 +99,10 @@ class StreamRelay:
         self.last_read = time.monotonic()
         self.status = status = self.call.status
         if status != 200:
-            if self.error_size < MAX_ERROR_BODY:
-                self.error_body.append(chunk)
-                self.error_size += len(chunk)
+            if self.error_size >= MAX_ERROR_BODY:
+                return WRITE_ABORT  # enough to quote; an endless error body is not read to its end
+            self.error_body.append(chunk)
+            self.error_size += len(chunk)
             return
         if self.parser.pending():
             # Finish the event the last read cut in two through the parser, then go on as usual.

@@ -54,15 +54,21 @@ class SSEParser:
 
     Comment lines (`:` first) and fields other than `data` are dropped; `comments` counts the former.
     An event with several `data:` lines yields their values joined by `\\n`, as the spec says.
+    Linear in what it is fed: an unfinished line and the lines of an unfinished event are kept as
+    lists and joined once, when they end, so an upstream that never ends its line or its event
+    costs one copy per byte, and SSEError once the event passes `max_event` bytes.
     """
 
-    __slots__ = ("_buf", "_data", "_after_cr", "comments")
+    __slots__ = ("_buf", "_buf_size", "_data", "_size", "_after_cr", "comments", "max_event")
 
-    def __init__(self) -> None:
-        self._buf = b""
-        self._data: bytes | None = None
+    def __init__(self, max_event: int = MAX_EVENT_BYTES) -> None:
+        self._buf: list[bytes] = []  # the pieces of a line not ended yet
+        self._buf_size = 0
+        self._data = None  # the current event's data: bytes (one line) or a list (several)
+        self._size = 0  # bytes of the current event's data lines so far
         self._after_cr = False  # the last read ended with CR: an LF starting the next one belongs to it
         self.comments = 0
+        self.max_event = max_event
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if self._after_cr and chunk[:1] == b"\n":
@@ -71,32 +77,49 @@ class SSEParser:
         if b"\r" in chunk:
             self._after_cr = chunk[-1:] == b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self._buf:
-            chunk = self._buf + chunk
         end = chunk.rfind(b"\n")
         if end < 0:
-            self._buf = chunk
-            if len(chunk) > MAX_EVENT_BYTES:
-                raise SSEError("upstream event larger than %d bytes" % MAX_EVENT_BYTES)
+            self._buf.append(chunk)
+            self._buf_size += len(chunk)
+            if self._size + self._buf_size > self.max_event:
+                raise self._too_large()
             return []
-        self._buf = chunk[end + 1:]
+        if self._buf:
+            head = b"".join(self._buf)
+            chunk = head + chunk
+            end += len(head)
+        rest = chunk[end + 1:]
+        self._buf = [rest] if rest else []
+        self._buf_size = len(rest)
         events = []
         data = self._data
+        size = self._size
         for line in chunk[:end].split(b"\n"):
             if not line:
                 if data is not None:
-                    events.append(data)
+                    events.append(data if type(data) is bytes else b"\n".join(data))
                     data = None
+                    size = 0
             elif line[:5] == b"data:":
                 value = line[6:] if line[5:6] == b" " else line[5:]
-                data = value if data is None else data + b"\n" + value
+                if data is None:
+                    data = value
+                elif type(data) is bytes:
+                    data = [data, value]
+                else:
+                    data.append(value)
+                size += len(value) + 1
             elif line[0] == 58:  # ":"
                 self.comments += 1
             # Other fields (event, id, retry) carry nothing the gateway relays.
         self._data = data
-        if data is not None and len(data) > MAX_EVENT_BYTES:
-            raise SSEError("upstream event larger than %d bytes" % MAX_EVENT_BYTES)
+        self._size = size
+        if size + len(rest) > self.max_event:
+            raise self._too_large()
         return events
+
+    def _too_large(self) -> SSEError:
+        return SSEError("the upstream sent an event larger than max_event_size (%d bytes)" % self.max_event)
 
     def pending(self) -> bool:
         """True when bytes of an unfinished event are buffered (an upstream cut mid-event)."""

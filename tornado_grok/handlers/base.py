@@ -206,6 +206,8 @@ class APIHandler(BaseHandler):
         if self.upstream_call.cancelled:
             raise errors.draining() if self.gateway.draining else _ClientGone()
         if response.code == 599:
+            if self.upstream_call.too_large:
+                raise errors.upstream_too_large(c.max_upstream_body)
             raise errors.from_curl(curl_errno(response))
         if response.code >= 300:
             raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers())
