@@ -80,9 +80,11 @@ class Config:
                      "keepalive_interval", "drain_seconds", "lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
-        for name in ("log_queue_bytes", "max_event_size", "max_upstream_body"):
+        for name in ("log_queue_bytes", "max_upstream_body"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
+        if self.max_event_size < 65536:  # an upstream read (16 KiB) must fit in one event's bound
+            raise ConfigError("max_event_size must be at least 65536 bytes")
         if not self.upstream_url.startswith(("http://", "https://")):
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 
