@@ -1,12 +1,9 @@
 """make_app(config, gateway) -> tornado.web.Application: the one place routes are joined."""
 
-import sys
-
-
 import ujson
 from tornado import web
-from tornado.ioloop import IOLoop
 
+from .accesslog import access_log
 from .config import Config
 from .gateway import Gateway
 from .handlers import admin, chat, health, images, models, passthrough, vision
@@ -15,29 +12,6 @@ from .metrics import endpoint_label
 from .redact import REDACTED, loggable
 
 
-
-class AccessLog:
-    """The access log's writer: one line per request to stderr, the lines of one IOLoop turn
-    written together (one write instead of a logging record, a lock and a flush per request)."""
-
-    def __init__(self, stream=None):
-        self.stream = stream
-        self.lines: list[str] = []
-
-    def write(self, line: str) -> None:
-        if not self.lines:
-            IOLoop.current().add_callback(self.flush)
-        self.lines.append(line)
-
-    def flush(self) -> None:
-        lines, self.lines = self.lines, []
-        if lines:
-            stream = self.stream or sys.stderr
-            stream.write("\n".join(lines) + "\n")
-            stream.flush()
-
-
-access_log = AccessLog()
 
 ROUTE_MODULES = (chat, images, vision, models, passthrough, health, admin)
 

@@ -32,6 +32,7 @@ class Config:
     upstream_url: str = ""
     upstream_key: str = ""
     max_upstream: int = 10000
+    max_upstream_body: int = 64 * 1024 * 1024
     forward_mock_headers: bool = False
     connect_timeout: float = 10.0
     first_event_timeout: float = 600.0
@@ -42,6 +43,7 @@ class Config:
     stream_fallback_format: str = "json"
     sse_error_format: str = "seed"
     high_water_mark: int = 64 * 1024
+    max_event_size: int = 8 * 1024 * 1024
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
@@ -62,6 +64,7 @@ class Config:
     cors_max_age: int = 600
     # [logging]
     access_log: bool = True
+    log_queue_bytes: int = 4 * 1024 * 1024
     debug_endpoints: bool = False
     # Filled at load time, not settable from the file.
     aliases: dict = dataclasses.field(default_factory=dict)
@@ -87,6 +90,11 @@ class Config:
                 raise ConfigError("cors_origins: %r is not an origin (scheme://host[:port], or \"*\")" % origin)
         if self.cors_max_age < 0:
             raise ConfigError("cors_max_age must not be negative")
+        for name in ("log_queue_bytes", "max_upstream_body"):
+            if getattr(self, name) <= 0:
+                raise ConfigError("%s must be greater than 0" % name)
+        if self.max_event_size < 65536:  # an upstream read (16 KiB) must fit in one event's bound
+            raise ConfigError("max_event_size must be at least 65536 bytes")
         if not self.upstream_url.startswith(("http://", "https://")):
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 

@@ -30,7 +30,7 @@ class Gateway:
         self.config = config
         self.upstream = upstream or UpstreamClient(
             config.upstream_url, config.upstream_key, max_clients=config.max_upstream,
-            connect_timeout=config.connect_timeout)
+            connect_timeout=config.connect_timeout, max_body_size=config.max_upstream_body)
         self.keys = keys if keys is not None else KeyStore(config.keys_file)
         self.limiter = limiter if limiter is not None else MemoryLimiter()
         self.accounting = accounting if accounting is not None else Accounting()

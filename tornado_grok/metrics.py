@@ -6,7 +6,10 @@ events and keep-alives are added from the relay's own counters at its end.
 """
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from . import accesslog
 
 # generate_latest() writes the classic text format, which every Prometheus version reads as 0.0.4.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -65,6 +68,7 @@ class Metrics:
             Gauge("tornado_grok_draining", "1 while the gateway drains after SIGTERM.", registry=r) \
                 .set_function(lambda: 1 if gateway.draining else 0)
 
+        r.register(_LogLinesDropped())
         self._children: dict = {}
 
     def _child(self, metric, *labels):
@@ -109,3 +113,11 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LogLinesDropped:
+    """tornado_grok_log_lines_dropped_total, read from the process's log writer on scrape."""
+
+    def collect(self):
+        yield CounterMetricFamily("tornado_grok_log_lines_dropped", "Log lines (access log and others) "
+                                  "dropped because stderr was not read fast enough.", value=accesslog.dropped())

@@ -40,7 +40,7 @@ class StreamRelay:
     def __init__(self, handler, gateway, model_asked: str, model_sent: str, drop_usage: bool):
         self.handler = handler
         self.gateway = gateway
-        self.parser = sse.SSEParser()
+        self.parser = sse.SSEParser(gateway.config.max_event_size)
         self.openai_errors = gateway.config.sse_error_format == "openai"
         self.high_water = gateway.config.high_water_mark
         if model_asked != model_sent:
@@ -99,9 +99,10 @@ class StreamRelay:
         self.last_read = time.monotonic()
         self.status = status = self.call.status
         if status != 200:
-            if self.error_size < MAX_ERROR_BODY:
-                self.error_body.append(chunk)
-                self.error_size += len(chunk)
+            if self.error_size >= MAX_ERROR_BODY:
+                return WRITE_ABORT  # enough to quote; an endless error body is not read to its end
+            self.error_body.append(chunk)
+            self.error_size += len(chunk)
             return
         if self.parser.pending():
             # Finish the event the last read cut in two through the parser, then go on as usual.
@@ -224,6 +225,9 @@ class StreamRelay:
             connection = self.handler.request.connection
             if getattr(connection, "_chunking_output", False):
                 self.stream = connection.stream
+            stream = getattr(connection, "stream", None)
+            if stream is None or stream.closed():
+                return  # the client is gone (the write may have found out): on_connection_close follows
         else:
             # Later events go straight to the connection's IOStream as HTTP/1.1 chunks, without the
             # two futures and callbacks per write of RequestHandler.flush; the order is the
@@ -232,14 +236,17 @@ class StreamRelay:
                 flushed = self.stream.write(b"%x\r\n%s\r\n" % (len(data), data))
             except StreamClosedError:
                 return  # on_connection_close follows
+            if self.stream.closed():
+                return  # this write found the client gone (EPIPE, reset): on_connection_close follows
         call = self.call
         if call is not None and not call.paused and self.handler.unsent_bytes() > self.high_water:
             # Backpressure: stop reading the upstream until this client has taken what it owes.
             call.pause()
             flushed.add_done_callback(self._on_drained)
 
-    def _on_drained(self, _future) -> None:
-        if not self.closed:
+    def _on_drained(self, future) -> None:
+        # A failed flush means the client is gone: client_gone() cancels the transfer instead.
+        if not self.closed and not future.cancelled() and future.exception() is None:
             self.call.resume()
 
     def _send_headers(self) -> None:

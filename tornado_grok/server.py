@@ -9,8 +9,8 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from . import auth, redact
-from .app import access_log, make_app
+from . import accesslog, auth, redact
+from .app import make_app
 from .config import Config
 from .accounting_redis import make_accounting
 from .gateway import Gateway
@@ -48,6 +48,10 @@ def banner(config: Config, port: int) -> None:
 
 async def serve(config: Config, sockets=None) -> int:
     """Runs until SIGTERM or SIGINT, then drains; returns the exit code."""
+    # From here on nothing this process logs can block its event loop (accesslog.py).
+    accesslog.setup(config.log_queue_bytes)
+    # Tornado's own messages may quote a request line or a header value (a client's key).
+    redact.install_log_filter((config.upstream_key,))
     if config.mock:
         await start_mock(config)
     extra = [auth.dev_key()] if config.mock else []
@@ -72,14 +76,13 @@ async def serve(config: Config, sockets=None) -> int:
     await gateway.drain()
     await server.close_all_connections()
     await gateway.close()
-    access_log.flush()
+    accesslog.shutdown()
     say("tornado_grok stopped")
     return 0
 
 
 def run(config: Config) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    # Tornado's own messages may quote a request line or a header value (a client's key).
     redact.install_log_filter((config.upstream_key,))
     if config.workers > 1:
         return run_workers(config)

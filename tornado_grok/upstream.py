@@ -132,7 +132,7 @@ class UpstreamCall:
     """One upstream request in flight: its curl handle once it has one, and its pause state."""
 
     __slots__ = ("upstream", "request", "curl", "client", "future", "paused", "cancelled", "status", "body",
-                 "on_chunk", "callback_error", "in_callback", "header_lines", "timeout", "raw_headers")
+                 "on_chunk", "callback_error", "in_callback", "header_lines", "timeout", "raw_headers", "too_large")
 
     def __init__(self, upstream: "UpstreamClient", request: _Request, body: bytes | None, on_chunk,
                  header_lines: list, timeout: float):
@@ -151,6 +151,7 @@ class UpstreamCall:
         self.status = 0
         self.callback_error = None
         self.in_callback = False
+        self.too_large = False  # the whole body was refused for its size (max_body_size)
 
     def start(self) -> None:
         """Queues the transfer with fetch_impl directly: AsyncHTTPClient.fetch would copy headers
@@ -171,8 +172,9 @@ class UpstreamCall:
         if self.on_chunk is not None:
             setopt(pycurl.WRITEFUNCTION, self._write)
         else:
-            setopt(pycurl.WRITEFUNCTION, functools.partial(_write_buffered, buffer, self.client.max_body_size))
-            setopt(pycurl.ENCODING, "gzip,deflate")
+            # No Accept-Encoding (and no decoding): a body's size in memory is its size on the wire,
+            # so max_body_size bounds it, and a compressed bomb is only a body that is not JSON.
+            setopt(pycurl.WRITEFUNCTION, functools.partial(self._write_whole, buffer))
         setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         setopt(pycurl.CONNECTTIMEOUT_MS, int(1000 * self.upstream.connect_timeout))
         setopt(pycurl.TIMEOUT_MS, int(1000 * self.timeout))
@@ -194,6 +196,8 @@ class UpstreamCall:
             self.raw_headers = []
         else:
             self.raw_headers.append(line)
+            if self.on_chunk is None and line[:15].lower() == b"content-length:" and self._over_limit(line):
+                return 0  # a whole body announced over the limit: refused before it is read
 
     def headers(self) -> httputil.HTTPHeaders:
         """The upstream's response headers (of its last status line), parsed on demand."""
@@ -206,6 +210,19 @@ class UpstreamCall:
                 except httputil.HTTPInputError:
                     pass
         return headers
+
+    def _over_limit(self, line: bytes) -> bool:
+        value = line[15:].strip()
+        self.too_large = value.isdigit() and int(value) > self.client.max_body_size
+        return self.too_large
+
+    def _write_whole(self, buffer, chunk: bytes):
+        """libcurl's write callback for a whole (non-streamed) body: refused past max_body_size."""
+        if buffer.tell() + len(chunk) > self.client.max_body_size:
+            self.too_large = True
+            return WRITE_ABORT
+        buffer.write(chunk)
+        return None
 
     def _write(self, chunk: bytes):
         """libcurl's write callback: hands the read straight to on_chunk (see the module docstring)."""
@@ -317,14 +334,6 @@ class UpstreamClient:
 
     def close(self) -> None:
         self.http.close()
-
-
-def _write_buffered(buffer, limit: int, chunk: bytes):
-    """A whole (non-streamed) body, refused past `limit` as tornado's own buffered write does."""
-    if buffer.tell() + len(chunk) > limit:
-        return 0
-    buffer.write(chunk)
-    return None
 
 
 def curl_errno(response: HTTPResponse) -> int:

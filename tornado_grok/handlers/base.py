@@ -117,9 +117,11 @@ class BaseHandler(web.RequestHandler):
         self.finish(obj_or_bytes if isinstance(obj_or_bytes, bytes) else dumps(obj_or_bytes))
 
     def unsent_bytes(self) -> int:
-        """Bytes written to this client's connection that the socket has not taken yet."""
+        """Bytes written to this client's connection that the socket has not taken yet (0 once it
+        is closed: tornado drops the write buffer of a closed stream, and nothing is owed then)."""
         stream = getattr(self.request.connection, "stream", None)
-        return len(stream._write_buffer) if stream is not None else 0
+        buffer = stream._write_buffer if stream is not None else None
+        return len(buffer) if buffer is not None else 0
 
 
 def _json_only(accept: str | None) -> bool:
@@ -248,6 +250,8 @@ class APIHandler(BaseHandler):
         if self.upstream_call.cancelled:
             raise errors.draining() if self.gateway.draining else _ClientGone()
         if response.code == 599:
+            if self.upstream_call.too_large:
+                raise errors.upstream_too_large(c.max_upstream_body)
             raise errors.from_curl(curl_errno(response))
         if response.code >= 300:
             raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers(),
