@@ -11,12 +11,13 @@ from tornado.netutil import bind_sockets
 
 from . import auth
 from .app import access_log, make_app
-from .config import Config
+from .config import Config, ConfigError
 from .accounting_redis import make_accounting
 from .gateway import Gateway
 from .ratelimit_redis import make_limiter
 
 log = logging.getLogger("tornado_grok")
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a worker that cannot start with this configuration
 
 
 def say(line: str) -> None:
@@ -101,8 +102,10 @@ def run_workers(config: Config) -> int:
     """Binds the port once, forks config.workers processes that share it, and supervises them.
 
     SIGTERM/SIGINT are passed on to every worker (each drains, then exits); a worker that dies any
-    other way is replaced. Each worker has its own limiter state unless ratelimit_backend is "redis",
-    and in mock mode its own bundled mock upstream.
+    other way is replaced, except one that cannot start with this configuration (EXIT_CONFIG): then
+    every worker is stopped and the supervisor exits 2 (run.py checks the keys file before forking).
+    Each worker has its own limiter state unless ratelimit_backend is "redis", and in mock mode its
+    own bundled mock upstream.
     """
     if config.ratelimit_backend == "memory":
         say("NOTE: %d workers with the memory rate-limit backend: limits are PER PROCESS, so each key "
@@ -125,6 +128,9 @@ def run_workers(config: Config) -> int:
             code = 1
             try:
                 code = run_loop(serve(config, sockets), config)
+            except ConfigError as e:  # starting again would fail the same way: tell the supervisor
+                log.error("run.py: configuration error: %s", e)
+                code = EXIT_CONFIG
             finally:
                 logging.shutdown()
                 sys.stdout.flush()
@@ -154,7 +160,12 @@ def run_workers(config: Config) -> int:
         if index is None:
             continue
         code = os.waitstatus_to_exitcode(status)
-        if not stopping and restarts < 100:
+        if code == EXIT_CONFIG and not stopping:
+            log.error("worker %d (pid %d) cannot start with this configuration; stopping, not restarting it",
+                      index, pid)
+            forward(signal.SIGTERM, None)
+            worst = 2
+        elif not stopping and restarts < 100:
             restarts += 1
             log.error("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
             spawn(index)
