@@ -54,6 +54,7 @@ class Config:
     ratelimit_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_failure_mode: str = "fail_open"
+    redis_timeout: float = 0.05
     lease_seconds: float = 30.0
     # [logging]
     access_log: bool = True
@@ -74,7 +75,7 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ConfigError("%s must be one of %s, not %r" % (name, ", ".join(allowed), getattr(self, name)))
         for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "total_timeout",
-                     "keepalive_interval", "drain_seconds", "lease_seconds"):
+                     "keepalive_interval", "drain_seconds", "lease_seconds", "redis_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         if not self.upstream_url.startswith(("http://", "https://")):
