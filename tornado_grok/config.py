@@ -62,6 +62,7 @@ class Config:
     # Filled at load time, not settable from the file.
     aliases: dict = dataclasses.field(default_factory=dict)
     mock: bool = False
+    metrics_dir: str = ""  # set by the --workers supervisor: prometheus_client's multiprocess folder
 
     def validate(self) -> None:
         choices = {
@@ -82,7 +83,7 @@ class Config:
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("aliases", "mock")}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("aliases", "mock", "metrics_dir")}
 
 
 def _coerce(name: str, value: Any) -> Any:

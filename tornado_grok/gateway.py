@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import time
 
 from tornado.ioloop import PeriodicCallback
@@ -109,6 +110,7 @@ class Gateway:
             "limiter_inflight": limiter_inflight() if callable(limiter_inflight) else None,
             "draining": self.draining,
             "redis": limiter_state() if callable(limiter_state) else None,
+            "pid": os.getpid(),  # which worker answered, with --workers N
         }
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from . import auth
+from . import auth, metrics
 from .app import access_log, make_app
 from .config import Config, ConfigError
 from .accounting_redis import make_accounting
@@ -115,6 +115,16 @@ def run_workers(config: Config) -> int:
         say("NOTE: mock mode: each worker serves from its own bundled mock upstream.")
     sockets = bind_sockets(config.port, config.host)
     config.port = sockets[0].getsockname()[1]
+    config.metrics_dir, made_metrics_dir = metrics.use_multiprocess()  # /metrics sums every worker
+    try:
+        return _supervise(config, sockets)
+    finally:
+        if made_metrics_dir:
+            metrics.remove_multiprocess_dir(config.metrics_dir)
+
+
+def _supervise(config: Config, sockets) -> int:
+    """Forks the workers and replaces those that die, until SIGTERM/SIGINT; returns the exit code."""
     children: dict[int, int] = {}
     stopping = False
     supervisor = os.getpid()
@@ -131,6 +141,8 @@ def run_workers(config: Config) -> int:
             except ConfigError as e:  # starting again would fail the same way: tell the supervisor
                 log.error("run.py: configuration error: %s", e)
                 code = EXIT_CONFIG
+            except Exception:  # os._exit below would end the process without a word
+                log.exception("worker %d (pid %d) failed", index, os.getpid())
             finally:
                 logging.shutdown()
                 sys.stdout.flush()
@@ -159,6 +171,7 @@ def run_workers(config: Config) -> int:
         index = children.pop(pid, None)
         if index is None:
             continue
+        metrics.process_dead(pid, config.metrics_dir)
         code = os.waitstatus_to_exitcode(status)
         if code == EXIT_CONFIG and not stopping:
             log.error("worker %d (pid %d) cannot start with this configuration; stopping, not restarting it",
