@@ -66,13 +66,17 @@ def test_hung_redis_is_decided_at_once_by_the_failure_mode_and_recovers(make_gat
         assert statuses == [503] * BURST
         assert {r.json()["error"]["code"] for r, _ in answers} == {"ratelimit_unavailable"}
         assert {r.headers["Retry-After"] for r, _ in answers} == {"1"}
-    # Generous: before the fix each attempt waited 2 s (1 s timeout, retried) and the burst queued
-    # behind Redis for 8-14 s. The proof that nothing queued is the count below, not this bound.
-    slowest = max(t for _, t in answers)
-    assert slowest < 1.5, "a request waited %.2f s for a hung Redis" % slowest
+    # Generous bounds (a loaded 2-core machine starves the gateway of CPU now and then): before the
+    # fix each attempt waited 2 s (1 s timeout, retried) and the burst queued behind Redis in rounds
+    # of 2 s: median about 4 s, slowest 6-8 s. Here a median of 0.1-0.5 s is usual. The proof that
+    # nothing queued is the count below, not these bounds.
+    times = sorted(t for _, t in answers)
+    median, slowest = times[BURST // 2], times[-1]
+    assert median < 2.0 and slowest < 5.0, "requests waited for a hung Redis: %r" % times
     during = redis_state(g)
-    print("\n%s, Redis SIGSTOPped: %d requests, slowest %.3f s, %d decided without calling Redis, "
-          "%d calls reached it" % (mode, BURST, slowest, during["skipped"], during["calls"] - before["calls"]))
+    print("\n%s, Redis SIGSTOPped: %d requests, median %.3f s, slowest %.3f s, %d decided without calling "
+          "Redis, %d calls reached it" % (mode, BURST, median, slowest, during["skipped"],
+                                          during["calls"] - before["calls"]))
     assert during["down"] is True and during["outages"] == 1
     # At most one pool's worth of calls reached the hung Redis (those in flight when it stopped
     # answering, and the probe's PINGs); every other request was decided without calling it.

@@ -39,7 +39,7 @@ PREFIX = "tg:"
 PROBE_INTERVAL = 0.5  # seconds between PINGs while Redis is down
 REDIS_TIMEOUT = 0.05  # default seconds for connect and for each command (config: redis_timeout)
 LATE = 0.002  # a deadline timer that fires this late found the event loop busy: see patient_timeout
-MAX_EXTENSIONS = 8  # how often a busy loop may extend a call's deadline
+PATIENCE = 8  # a busy loop may extend a call's deadline up to this many timeouts after it began
 MAX_CONNECTIONS = 16  # per process; more calls at once wait their turn for a connection
 
 # Shared by the scripts: ARGV[1] is "now" in seconds, or "" to use Redis's own clock (TIME). Numbers
@@ -147,9 +147,10 @@ def connect(url: str, timeout: float = REDIS_TIMEOUT, max_connections: int = MAX
     # One immediate retry, on a new connection, for a closed connection only: a pooled connection
     # that a Redis restart closed fails its next command, which is no outage. A timeout is not
     # retried: a Redis that hangs would make every call wait twice.
-    # The real deadline is patient_timeout's, around every call; these only stop a call that it
-    # extended too often, and a connection that the pool opens outside any call.
-    backstop = timeout * (MAX_EXTENSIONS + 2) + 1
+    # The deadline is patient_timeout's, around every call. redis-py's own timeouts stop a call at
+    # its longest patience even when the cancellation is lost: seen with uvloop when it arrives while
+    # a new connection is opened (the handshake's read then waits for this timeout).
+    backstop = timeout * (PATIENCE + 1)
     return aioredis.Redis.from_url(url, max_connections=max_connections, socket_connect_timeout=backstop,
                                    socket_timeout=backstop,
                                    retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
@@ -169,22 +170,23 @@ async def patient_timeout(seconds: float):
     """asyncio.timeout(seconds) that counts only time the event loop was free to read the answer.
 
     A deadline timer that fires late means the loop was busy (a burst of requests) and may not have
-    read an answer that has arrived: the deadline is extended by `seconds`, up to MAX_EXTENSIONS
-    times. A Redis that hangs is still given up on after `seconds` on an idle loop, and a burst on a
-    healthy Redis does not open the breaker with answers that were waiting in the socket.
+    read an answer that has arrived: the deadline is extended by `seconds`, as long as the call
+    began less than PATIENCE * `seconds` ago. A Redis that hangs is still given up on after
+    `seconds` on an idle loop (PATIENCE * `seconds` at worst on a busy one), and a burst on a healthy
+    Redis does not open the breaker with answers that were waiting in the socket.
     """
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(None) as deadline:
-        def check(due: float, extensions: int) -> None:
+        def check(due: float) -> None:
             nonlocal handle
             now = loop.time()
-            if now - due > LATE and extensions < MAX_EXTENSIONS:
-                handle = loop.call_at(now + seconds, check, now + seconds, extensions + 1)
+            if now - due > LATE and now - began < seconds * PATIENCE:
+                handle = loop.call_at(now + seconds, check, now + seconds)
             else:
                 deadline.reschedule(now)  # expires on the next loop turn
 
-        due = loop.time() + seconds
-        handle = loop.call_at(due, check, due, 0)
+        began = loop.time()
+        handle = loop.call_at(began + seconds, check, began + seconds)
         try:
             yield
         finally:
