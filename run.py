@@ -15,7 +15,7 @@ import sys
 
 
 def serve_main(argv: list[str]) -> int:
-    from tornado_grok import config as cfg, server
+    from tornado_grok import auth, config as cfg, server
 
     p = argparse.ArgumentParser(prog="run.py", description="Serve the tornado_grok gateway.")
     p.add_argument("--port", type=int, help="listening port (config: port, env TG_PORT; 0 = free port)")
@@ -29,10 +29,17 @@ def serve_main(argv: list[str]) -> int:
         config = cfg.load(args.config, {"port": args.port, "host": args.host,
                                         "upstream_url": args.upstream_url,
                                         "keys_file": args.keys_file, "workers": args.workers})
+        # Checked here, once, before any worker is forked: a supervisor must not respawn workers
+        # that can only fail the same way (and a newcomer gets one line naming the file, not a traceback).
+        auth.read_file(config.keys_file)
     except (cfg.ConfigError, OSError) as e:
         print("run.py: configuration error: %s" % e, file=sys.stderr)
         return 2
-    return server.run(config)
+    try:
+        return server.run(config)
+    except cfg.ConfigError as e:  # a file that went bad between the check above and its use
+        print("run.py: configuration error: %s" % e, file=sys.stderr)
+        return 2
 
 
 def keys_main(argv: list[str]) -> int:
@@ -49,10 +56,12 @@ def keys_main(argv: list[str]) -> int:
     path = args.keys_file or cfg.load(overrides={}).keys_file
     if args.action == "list":
         try:
-            for key in auth.read_file(path):
-                print(key.name)
-        except FileNotFoundError:
-            pass
+            keys = auth.read_file(path)
+        except auth.KeysFileError as e:
+            print("run.py keys: %s" % e, file=sys.stderr)
+            return 2
+        for key in keys:
+            print(key.name)
         return 0
     if not args.name:
         p.error("keys add needs a NAME")

@@ -56,6 +56,7 @@ class Config:
     ratelimit_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_failure_mode: str = "fail_open"
+    redis_timeout: float = 0.05
     lease_seconds: float = 30.0
     # [cors] browsers; off while cors_origins is empty
     cors_origins: tuple = ()
@@ -69,6 +70,7 @@ class Config:
     # Filled at load time, not settable from the file.
     aliases: dict = dataclasses.field(default_factory=dict)
     mock: bool = False
+    metrics_dir: str = ""  # set by the --workers supervisor: prometheus_client's multiprocess folder
 
     def validate(self) -> None:
         choices = {
@@ -82,7 +84,7 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ConfigError("%s must be one of %s, not %r" % (name, ", ".join(allowed), getattr(self, name)))
         for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "total_timeout",
-                     "keepalive_interval", "drain_seconds", "lease_seconds"):
+                     "keepalive_interval", "drain_seconds", "lease_seconds", "redis_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         for origin in self.cors_origins:
@@ -99,7 +101,7 @@ class Config:
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("aliases", "mock")}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("aliases", "mock", "metrics_dir")}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import time
 
 from tornado.ioloop import PeriodicCallback
@@ -101,6 +102,7 @@ class Gateway:
     def state(self) -> dict:
         """What is held right now; all zero when the gateway is idle (GET /debug/state)."""
         limiter_inflight = getattr(self.limiter, "inflight", None)
+        limiter_state = getattr(self.limiter, "state", None)  # the Redis breaker, when there is one
         return {
             "open_streams": len(self.streams),
             "paused_streams": sum(1 for r in self.streams if r.call is not None and r.call.paused),
@@ -109,6 +111,8 @@ class Gateway:
             "open_requests": self.open_requests,
             "limiter_inflight": limiter_inflight() if callable(limiter_inflight) else None,
             "draining": self.draining,
+            "redis": limiter_state() if callable(limiter_state) else None,
+            "pid": os.getpid(),  # which worker answered, with --workers N
         }
 
     async def close(self) -> None:

@@ -9,14 +9,15 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from . import accesslog, auth, redact
+from . import accesslog, auth, metrics, redact
 from .app import make_app
-from .config import Config
+from .config import Config, ConfigError
 from .accounting_redis import make_accounting
 from .gateway import Gateway
 from .ratelimit_redis import make_limiter
 
 log = logging.getLogger("tornado_grok")
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a worker that cannot start with this configuration
 
 
 def say(line: str) -> None:
@@ -106,8 +107,10 @@ def run_workers(config: Config) -> int:
     """Binds the port once, forks config.workers processes that share it, and supervises them.
 
     SIGTERM/SIGINT are passed on to every worker (each drains, then exits); a worker that dies any
-    other way is replaced. Each worker has its own limiter state unless ratelimit_backend is "redis",
-    and in mock mode its own bundled mock upstream.
+    other way is replaced, except one that cannot start with this configuration (EXIT_CONFIG): then
+    every worker is stopped and the supervisor exits 2 (run.py checks the keys file before forking).
+    Each worker has its own limiter state unless ratelimit_backend is "redis", and in mock mode its
+    own bundled mock upstream.
     """
     if config.ratelimit_backend == "memory":
         say("NOTE: %d workers with the memory rate-limit backend: limits are PER PROCESS, so each key "
@@ -117,6 +120,16 @@ def run_workers(config: Config) -> int:
         say("NOTE: mock mode: each worker serves from its own bundled mock upstream.")
     sockets = bind_sockets(config.port, config.host)
     config.port = sockets[0].getsockname()[1]
+    config.metrics_dir, made_metrics_dir = metrics.use_multiprocess()  # /metrics sums every worker
+    try:
+        return _supervise(config, sockets)
+    finally:
+        if made_metrics_dir:
+            metrics.remove_multiprocess_dir(config.metrics_dir)
+
+
+def _supervise(config: Config, sockets) -> int:
+    """Forks the workers and replaces those that die, until SIGTERM/SIGINT; returns the exit code."""
     children: dict[int, int] = {}
     stopping = False
     supervisor = os.getpid()
@@ -130,6 +143,11 @@ def run_workers(config: Config) -> int:
             code = 1
             try:
                 code = run_loop(serve(config, sockets), config)
+            except ConfigError as e:  # starting again would fail the same way: tell the supervisor
+                log.error("run.py: configuration error: %s", e)
+                code = EXIT_CONFIG
+            except Exception:  # os._exit below would end the process without a word
+                log.exception("worker %d (pid %d) failed", index, os.getpid())
             finally:
                 logging.shutdown()
                 sys.stdout.flush()
@@ -158,8 +176,14 @@ def run_workers(config: Config) -> int:
         index = children.pop(pid, None)
         if index is None:
             continue
+        metrics.process_dead(pid, config.metrics_dir)
         code = os.waitstatus_to_exitcode(status)
-        if not stopping and restarts < 100:
+        if code == EXIT_CONFIG and not stopping:
+            log.error("worker %d (pid %d) cannot start with this configuration; stopping, not restarting it",
+                      index, pid)
+            forward(signal.SIGTERM, None)
+            worst = 2
+        elif not stopping and restarts < 100:
             restarts += 1
             log.error("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
             spawn(index)
