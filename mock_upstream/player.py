@@ -79,6 +79,7 @@ async def _play_stream(handler, plan: Plan, speed: float) -> str:
     handler.set_header("Cache-Control", "no-cache")
     for name, value in plan.headers.items():
         handler.set_header(name, value)
+    handler.send_at_once()
     await handler.flush()
     if plan.disconnect_at is not None:
         handler.drop_later(plan.disconnect_at)
@@ -110,6 +111,7 @@ async def _play_stream(handler, plan: Plan, speed: float) -> str:
 async def _play_raw(handler, plan: Plan, speed: float) -> str:
     """No chunked framing, no Content-Length: HTTP/1.1 body delimited by closing the connection."""
     stream = handler.take_stream()
+    handler.send_at_once(stream)
     reason = http.client.responses.get(plan.status, "Unknown")
     head = [f"HTTP/1.1 {plan.status} {reason}", "Content-Type: text/event-stream", "Cache-Control: no-cache"]
     head += [f"{k}: {v}" for k, v in plan.headers.items() if k.lower() not in ("content-type", "cache-control")]
