@@ -7,6 +7,8 @@ from typing import Any
 
 XAI_BASE_URL = "https://api.x.ai/v1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not os.path.isdir(os.path.join(ROOT, "conf")):  # installed with pip: conf/ of the working directory,
+    ROOT = os.getcwd()  # never site-packages (keys.json is written there)
 DEFAULT_CONFIG_FILE = os.path.join(ROOT, "conf", "gateway.toml")
 
 
