@@ -14,6 +14,7 @@ import csv
 import hashlib
 import importlib.metadata
 import io
+import json
 import os
 import re
 import shutil
@@ -197,6 +198,13 @@ def test_the_console_scripts_are_installed_and_name_themselves(venv):
     assert "Load-test an OpenAI-compatible" in proc.stdout
     proc = run([os.path.join(bin_dir, "tornado-grok"), "record", "--help"], env=clean_env())
     assert proc.stdout.startswith("usage: tornado-grok record ")
+
+
+def test_the_installed_gateway_keeps_its_keys_in_the_working_directory(venv, tmp_path):
+    tornado_grok = os.path.join(os.path.dirname(venv), "tornado-grok")
+    key = run([tornado_grok, "keys", "add", "demo"], cwd=tmp_path, env=clean_env()).stdout.strip()
+    assert key and json.loads((tmp_path / "conf" / "keys.json").read_text())
+    assert run([tornado_grok, "keys", "list"], cwd=tmp_path, env=clean_env()).stdout == "demo\n"
 
 
 def test_the_installed_mock_serves_its_bundled_recordings(venv, tmp_path):
