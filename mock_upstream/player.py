@@ -35,15 +35,21 @@ async def pause(handler, seconds: float) -> None:
 
 class Clock:
     """Recorded delays on one timeline: each step is due at the sum of the delays so far, so
-    timer overshoot does not accumulate over a long stream."""
+    timer overshoot does not accumulate over a long stream. The timeline starts at `origin` (an
+    IOLoop time): when the request arrived, as the recorder measured the first delay from it."""
 
-    def __init__(self, speed: float):
+    def __init__(self, speed: float, origin: float | None = None):
         self.speed = speed
-        self.due = IOLoop.current().time()
+        self.due = IOLoop.current().time() if origin is None else origin
 
     async def wait(self, handler, delay: float) -> None:
         self.due += delay * self.speed
         await pause(handler, self.due - IOLoop.current().time())
+
+
+def origin(handler, plan: Plan) -> float:
+    """When the stream's timeline starts: the request's arrival, plus a fault's held-back headers."""
+    return getattr(handler, "arrived", IOLoop.current().time()) + plan.slow_headers
 
 
 async def play(handler, plan: Plan, speed: float) -> str:
@@ -84,7 +90,7 @@ async def _play_stream(handler, plan: Plan, speed: float) -> str:
     if plan.disconnect_at is not None:
         handler.drop_later(plan.disconnect_at)
     done = False
-    clock = Clock(speed)
+    clock = Clock(speed, origin(handler, plan))
     for step in plan.steps:
         if step.delay and speed:
             await clock.wait(handler, step.delay)
@@ -122,7 +128,7 @@ async def _play_raw(handler, plan: Plan, speed: float) -> str:
         timer = IOLoop.current().call_later(plan.disconnect_at, handler.drop_detached, stream)
     try:
         await stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        clock = Clock(speed)
+        clock = Clock(speed, origin(handler, plan))
         for step in plan.steps:
             if step.delay and speed:
                 await clock.wait(handler, step.delay)

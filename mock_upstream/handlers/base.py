@@ -28,6 +28,7 @@ class ApiHandler(RequestHandler):
 
     def initialize(self, mock):
         self.mock = mock
+        self.arrived = IOLoop.current().time()  # recorded delays count from the request
         self.entry = None
         self.outcome = None  # set before finishing when the ending is not "complete"
         self.dropped = False
