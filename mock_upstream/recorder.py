@@ -191,6 +191,8 @@ class ProxyHandler(tornado.web.RequestHandler):
     def relay(self, chunk: bytes) -> None:
         if not self.relayed:
             self.relayed = True
+            # Tornado leaves Nagle on for a reused connection: events would wait for the delayed ACK.
+            self.request.connection.stream.set_nodelay(True)
             headers = self.upstream_headers()
             self.set_status(self.status_seen or 502)
             for name in KEPT_HEADERS + ("cache-control",):
