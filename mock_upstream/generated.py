@@ -173,11 +173,13 @@ def paced(body: dict, pacing, completion_id: str) -> Plan:
         dumps(completion_id), DEFAULT_CREATED, dumps(model))
     steps = [Step(gap, head + _paced_tail(start % len(PACED_WORDS), min(size, tokens - start), start == 0))
              for gap, start in zip(gaps, starts)]
-    tail = head + b'{},"finish_reason":%s}]' % dumps(finish)
+    steps.append(Step(0.0, head + b'{},"finish_reason":%s}]}\n\n' % dumps(finish)))
     options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage"):
-        tail += b',"usage":' + dumps(usage)
-    steps.append(Step(0.0, tail + b"}\n\n" + DONE_BYTES, done=True))
+    if isinstance(options, dict) and options.get("include_usage"):  # as xAI: a chunk of its own, no choices
+        usage_chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": DEFAULT_CREATED,
+                       "model": model, "choices": [], "usage": usage}
+        steps.append(Step(0.0, b"data: " + dumps(usage_chunk) + b"\n\n"))
+    steps.append(Step(0.0, DONE_BYTES, done=True))
     return Plan(200, dict(SSE_HEADERS), True, steps=steps)
 
 

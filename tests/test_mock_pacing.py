@@ -28,7 +28,11 @@ def plan(pacing, body=BODY):
 
 
 def content_steps(p):
-    return [s for s in p.steps if not s.done]
+    return [s for s in p.steps if b'"content":' in s.data]
+
+
+def usage_of(p) -> bytes:
+    return p.steps[-2].data
 
 
 def draws(spec, n=N):
@@ -56,8 +60,11 @@ def test_fixed_pacing_gives_exactly_that_plan():
     p = plan(pacing)
     steps = content_steps(p)
     assert len(steps) == 12 and steps[0].delay == 0.25 and {s.delay for s in steps[1:]} == {0.025}
-    assert p.steps[-1].done and p.steps[-1].delay == 0.0
-    assert b'"usage":{"prompt_tokens":1,"completion_tokens":12,"total_tokens":13}' in p.steps[-1].data
+    assert [s.data[-40:] for s in p.steps[-3:]] == [
+        b'ices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'[-40:],
+        b'"completion_tokens":12,"total_tokens":13}}\n\n'[-40:], b"data: [DONE]\n\n"]
+    assert p.steps[-1].done and {s.delay for s in p.steps[-3:]} == {0.0}
+    assert b'"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":12,"total_tokens":13}' in usage_of(p)
     assert steps[0].data.startswith(b'data: {"id":"chatcmpl-p","object":"chat.completion.chunk",')
     assert b'"delta":{"role":"assistant","content":"The"}' in steps[0].data
 
@@ -92,7 +99,7 @@ def test_the_plan_follows_speed_length_and_jitter():
     for _ in range(400):
         p = plan(pacing)
         steps = content_steps(p)
-        tokens = int(p.steps[-1].data.split(b'"completion_tokens":')[1].split(b",")[0])
+        tokens = int(usage_of(p).split(b'"completion_tokens":')[1].split(b",")[0])
         lengths.append(tokens)
         assert len(steps) == math.ceil(tokens / 2)
         assert 0.1 <= steps[0].delay <= 0.2
@@ -106,7 +113,7 @@ def test_the_plan_follows_speed_length_and_jitter():
 def test_max_tokens_caps_the_length_with_finish_reason_length():
     pacing = parse_pacing({"ttft_ms": 10, "tokens_per_s": 100, "output_tokens": 50})
     p = plan(pacing, dict(BODY, max_tokens=7))
-    assert len(content_steps(p)) == 7 and b'"finish_reason":"length"' in p.steps[-1].data
+    assert len(content_steps(p)) == 7 and b'"finish_reason":"length"' in p.steps[-3].data
     whole = plan(pacing, {"model": "m", "max_completion_tokens": 3, "messages": BODY["messages"]})
     assert not whole.stream and math.isclose(whole.body_delay, 0.01 + 2 * 0.01)
     assert b'"content":"The model writes"},"finish_reason":"length"' in whole.body
@@ -180,6 +187,7 @@ def test_over_the_wire_each_request_gets_the_next_draw(paced_mock):
         r = post(mock, dict(BODY, model="mock-feel"))
         want = expected.draw(n).output_tokens
         assert r.status_code == 200 and r.content.count(b'"delta":{') == want + 1  # content chunks + finish
+        assert r.content.count(b'"choices":[],"usage":') == 1
         assert f'"completion_tokens":{want},'.encode() in r.content and r.content.endswith(b"data: [DONE]\n\n")
     r = post(mock, {"model": "grok-4.3", "messages": BODY["messages"]}, **mock_headers("feel"))
     assert r.json()["usage"]["completion_tokens"] == expected.draw(4).output_tokens
