@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 from mock_upstream.faults import Fault, FaultError, merge, parse_fault
 from mock_upstream.generated import last_user_text, wants_synthetic
+from mock_upstream.pacing import Pacing, PacingError, parse_pacing
 from mock_upstream.recordings import Recording
 
 BUILTIN_SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios.toml")
 GENERATORS = {"default": "a short deterministic answer derived from the prompt",
-              "synthetic": "mock_sse.js-compatible load stream: chunks=N delay=MS size=CHARS"}
+              "synthetic": "mock_sse.js-compatible load stream: chunks=N delay=MS size=CHARS",
+              "paced": "generated text timed by drawn TTFT, tokens/s and length (a scenario's `pacing`)"}
 _TAG = re.compile(r"\[mock:([A-Za-z0-9_.-]+)\]")
 
 
@@ -37,6 +39,7 @@ class Scenario:
     recording: Recording | None = None
     generator: str | None = None
     fault: Fault | None = None
+    pacing: Pacing | None = None  # the paced generator's distributions
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class Registry:
     """All scenarios by name, and the rules; built once when the app starts."""
 
     def __init__(self, recordings: dict, scenarios_file: str | None = BUILTIN_SCENARIOS):
-        self.scenarios = {name: Scenario(name, d, generator=name) for name, d in GENERATORS.items()}
+        self.scenarios = {name: Scenario(name, d, generator=name, pacing=parse_pacing({}) if name == "paced" else None)
+                          for name, d in GENERATORS.items()}
         for name, rec in recordings.items():
             fault = parse_fault(rec.fault) if rec.fault else None
             self.scenarios[name] = Scenario(name, rec.description, recording=rec, fault=fault)
@@ -121,17 +125,25 @@ class Registry:
             self._add_rule(item, f"{where}: rule #{i}")
 
     def _add_scenario(self, item: dict, where: str) -> None:
-        if set(item) - {"name", "base", "description", "fault"} or not isinstance(item.get("name"), str):
-            raise ScenarioError(f"{where}: needs name, base, and optional description and fault only")
-        base = self.scenarios.get(item.get("base"))
+        if set(item) - {"name", "base", "description", "fault", "pacing"} or not isinstance(item.get("name"), str):
+            raise ScenarioError(f"{where}: needs name, base, and optional description, fault and pacing only")
+        base = self.scenarios.get(item.get("base", "paced" if "pacing" in item else None))
         if base is None:
             raise ScenarioError(f"{where}: unknown base {item.get('base')!r}")
         try:
             fault = parse_fault(item.get("fault", {}))
         except FaultError as e:
             raise ScenarioError(f"{where}: fault: {e}") from None
+        pacing = base.pacing.fresh() if base.pacing else None
+        if "pacing" in item:
+            if base.generator != "paced":
+                raise ScenarioError(f"{where}: pacing needs base = \"paced\" (or no base)")
+            try:
+                pacing = parse_pacing(item["pacing"])
+            except PacingError as e:
+                raise ScenarioError(f"{where}: {e}") from None
         self.scenarios[item["name"]] = Scenario(item["name"], item.get("description", base.description),
-                                                base.recording, base.generator, merge(base.fault, fault))
+                                                base.recording, base.generator, merge(base.fault, fault), pacing)
 
     def _add_rule(self, item: dict, where: str) -> None:
         when, name = item.get("when"), item.get("scenario")

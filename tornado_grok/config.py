@@ -7,6 +7,8 @@ from typing import Any
 
 XAI_BASE_URL = "https://api.x.ai/v1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not os.path.isdir(os.path.join(ROOT, "conf")):  # installed with pip: the working directory's conf/,
+    ROOT = os.getcwd()  # not one in site-packages (`keys add` writes keys.json into it)
 DEFAULT_CONFIG_FILE = os.path.join(ROOT, "conf", "gateway.toml")
 
 
