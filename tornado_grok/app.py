@@ -10,7 +10,7 @@ from tornado.ioloop import IOLoop
 from .config import Config
 from .gateway import Gateway
 from .handlers import admin, chat, health, images, models, vision
-from .handlers.base import NotFoundHandler, TooLargeHandler
+from .handlers.base import APIHandler, NotFoundHandler, RefusedHandler, TooLargeHandler, screen
 
 
 
@@ -58,17 +58,29 @@ def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.
 
 
 class _Application(web.Application):
-    """Sends a request whose declared body is over the limit to a handler that answers 413 at once.
+    """Decides from the request head, before any body byte is read, whether a request is refused.
 
-    The other handlers take their body whole (fewer IOLoop turns per request than streaming it).
+    A /api/v1 request is screened (draining, connection cap, key, declared size, upstream cap) and a
+    refused one goes to a handler that answers at once, so an unauthenticated client never makes the
+    gateway read or parse a body (nor gets `100 Continue`). The admitted key rides on the request, so
+    the handler does not authenticate again. Elsewhere a declared length over the limit is a 413 at
+    once. The other handlers take their body whole (fewer IOLoop turns per request than streaming it).
     """
 
     def find_handler(self, request, **kwargs):
-        length = request.headers.get("Content-Length")
         gateway = self.settings["gateway"]
+        delegate = super().find_handler(request, **kwargs)
+        target = getattr(delegate, "handler_class", None)
+        if target is not None and issubclass(target, APIHandler) and target.implements(request.method):
+            refusal = screen(gateway, request)
+            if refusal is not None:
+                return self.get_handler_delegate(request, RefusedHandler, {
+                    "gateway": gateway, "error": refusal, "answers_sse": target.answers_sse})
+            return delegate
+        length = request.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > gateway.config.max_body_size:
             return self.get_handler_delegate(request, TooLargeHandler, {"gateway": gateway})
-        return super().find_handler(request, **kwargs)
+        return delegate
 
 
 def _metrics_only(handler) -> None:
