@@ -103,7 +103,7 @@ class _Connection(HTTP1Connection):
         server = self.server
         if self.stream.head_overflow:
             line_end = data.lstrip(b"\r\n").find(b"\n")
-            if line_end < 0:
+            if line_end < 0 or line_end > server.max_header_size:
                 raise HeadRefused(GatewayError(414, "the request line is longer than the limit of %d bytes"
                                                % server.max_header_size, code="uri_too_long"))
             raise HeadRefused(GatewayError(431, "the request headers are larger than the limit of %d bytes"
