@@ -34,6 +34,7 @@ log = logging.getLogger("tornado_grok")
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 4 * 1024 * 1024
 _ACCEPT_PAUSE_FIRST, _ACCEPT_PAUSE_MAX = 0.02, 1.0
+_ACCEPT_LOG_EVERY = 60.0
 _REASONS = {408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 
@@ -280,8 +281,9 @@ def _copy_params(params, **changes):
 
 class _Acceptor:
     """tornado's add_accept_handler, except that an accept() error (EMFILE at the fd limit) pauses
-    accepting for a growing delay instead of escaping into the loop, which would call it again at
-    once, forever. Logged once per episode; connections already open are served meanwhile."""
+    accepting for a growing delay (reset by a success) instead of escaping into the loop, which would
+    call it again at once, forever. Logged at most once a minute, with a count; connections already
+    open are served meanwhile."""
 
     def __init__(self, sock: socket.socket, callback):
         self.sock, self.callback = sock, callback
@@ -289,7 +291,8 @@ class _Acceptor:
         self.removed = False
         self.timer = None
         self.pause = _ACCEPT_PAUSE_FIRST
-        self.failing_since = None
+        self.logged_at = None
+        self.failures = 0
         self.io_loop.add_handler(sock, self.on_ready, IOLoop.READ)
 
     def on_ready(self, fd, events) -> None:
@@ -305,18 +308,21 @@ class _Acceptor:
             except OSError as e:
                 self.back_off(e)
                 return
-            if self.failing_since is not None:
-                log.warning("accepting connections again after %.1f s", time.monotonic() - self.failing_since)
-                self.failing_since, self.pause = None, _ACCEPT_PAUSE_FIRST
+            self.pause = _ACCEPT_PAUSE_FIRST
             self.callback(connection, address)
 
     def back_off(self, e: OSError) -> None:
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
+        now = time.monotonic()
+        if self.logged_at is None or now - self.logged_at >= _ACCEPT_LOG_EVERY:
+            # At the limit accepts fail and succeed by turns as connections close: one line a minute.
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             hint = " (open file limit %d)" % limit if e.errno in (errno.EMFILE, errno.ENFILE) else ""
+            more = "; %d more failures since the last report" % self.failures if self.failures else ""
             log.error("accept failed: %s%s; not accepting for a while (backing off up to %.0f s), "
-                      "open connections are still served", e, hint, _ACCEPT_PAUSE_MAX)
+                      "open connections are still served%s", e, hint, _ACCEPT_PAUSE_MAX, more)
+            self.logged_at, self.failures = now, 0
+        else:
+            self.failures += 1
         self.io_loop.remove_handler(self.sock)
         self.timer = self.io_loop.call_later(self.pause, self.resume)
         self.pause = min(self.pause * 2, _ACCEPT_PAUSE_MAX)
