@@ -132,3 +132,13 @@ def test_a_hundred_headers_are_fine(gateway):
     answer = send(gateway, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                   + b"a: b\r\n" * 98 + b"\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]
+
+
+def test_endpoints_without_a_key_do_not_read_big_bodies(gateway):
+    for path in ("/healthz", "/metrics", "/no/such/path"):
+        sock = hh.connect(gateway)
+        sock.sendall(head(path, **{"Content-Length": str(BIG), "Expect": "100-continue"}))
+        answer = read_response(sock)
+        sock.close()
+        assert b" 100 " not in answer.split(b"\r\n")[0], path
+        assert answer.startswith((b"HTTP/1.1 413 ", b"HTTP/1.1 404 ")), (path, answer[:100])

@@ -10,7 +10,7 @@ from tornado.ioloop import IOLoop
 from .config import Config
 from .gateway import Gateway
 from .handlers import admin, chat, health, images, models, vision
-from .handlers.base import APIHandler, NotFoundHandler, RefusedHandler, TooLargeHandler, screen
+from .handlers.base import PEEK_BYTES, APIHandler, NotFoundHandler, RefusedHandler, TooLargeHandler, screen
 
 
 
@@ -63,8 +63,8 @@ class _Application(web.Application):
     A /api/v1 request is screened (draining, connection cap, key, declared size, upstream cap) and a
     refused one goes to a handler that answers at once, so an unauthenticated client never makes the
     gateway read or parse a body (nor gets `100 Continue`). The admitted key rides on the request, so
-    the handler does not authenticate again. Elsewhere a declared length over the limit is a 413 at
-    once. The other handlers take their body whole (fewer IOLoop turns per request than streaming it).
+    the handler does not authenticate again. The other endpoints take no body: one over PEEK_BYTES
+    is a 413 at once. Admitted handlers take their body whole (fewer IOLoop turns than streaming it).
     """
 
     def find_handler(self, request, **kwargs):
@@ -77,9 +77,13 @@ class _Application(web.Application):
                 return self.get_handler_delegate(request, RefusedHandler, {
                     "gateway": gateway, "error": refusal, "answers_sse": target.answers_sse})
             return delegate
-        length = request.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > gateway.config.max_body_size:
-            return self.get_handler_delegate(request, TooLargeHandler, {"gateway": gateway})
+        # The other endpoints (health, metrics, admin, unknown paths) take no body: a big or chunked
+        # one is refused unread rather than read for nothing by someone who needs no key.
+        length = request.headers.get("Content-Length", "")
+        if "Transfer-Encoding" in request.headers or (length.isdigit() and int(length) > PEEK_BYTES):
+            if target is not NotFoundHandler:
+                return self.get_handler_delegate(request, TooLargeHandler, {"gateway": gateway,
+                                                                            "limit": PEEK_BYTES})
         return delegate
 
 

@@ -301,10 +301,14 @@ def _json_type(value) -> str:
 
 @web.stream_request_body
 class TooLargeHandler(BaseHandler):
-    """A request whose Content-Length is over max_body_size: 413 before its body is read."""
+    """A request whose body is over its limit (max_body_size by default): 413 before it is read."""
+
+    def initialize(self, gateway, limit: int | None = None) -> None:
+        super().initialize(gateway)
+        self.limit = limit
 
     def prepare(self) -> None:
-        raise _too_large(self.config.max_body_size)
+        raise _too_large(self.config.max_body_size if self.limit is None else self.limit)
 
     def data_received(self, chunk: bytes) -> None:
         pass
