@@ -117,8 +117,6 @@ class _Connection(HTTP1Connection):
 
     def _read_body(self, code, headers, delegate):
         watch = self.server.body_watch
-        if watch is None:
-            return super()._read_body(code, headers, delegate)
         body = super()._read_body(code, headers, _Progress(delegate, self, watch))
         return None if body is None else watch.reading(self, body)
 
@@ -149,8 +147,6 @@ class _Connection(HTTP1Connection):
 
 class _Progress(HTTPMessageDelegate):
     """Passes body chunks on, stamping the time of each (the body timeout is a gap, not a total)."""
-
-    __slots__ = ("delegate", "conn", "watch")
 
     def __init__(self, delegate, conn, watch):
         self.delegate, self.conn, self.watch = delegate, conn, watch
