@@ -239,6 +239,8 @@ class GatewayHTTPServer(HTTPServer):
 
     def initialize(self, request_callback, config=None, slots: ConnectionSlots | None = None,
                    **kwargs) -> None:
+        if kwargs.get("ssl_options"):  # handle_stream turns plain IOStreams into _Stream, not SSLIOStreams
+            raise ValueError("GatewayHTTPServer serves plain HTTP; terminate TLS in front of it")
         super().initialize(request_callback, max_header_size=config.max_header_size,
                            idle_connection_timeout=config.header_timeout, **kwargs)
         self.max_header_size = config.max_header_size
