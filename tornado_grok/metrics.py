@@ -58,7 +58,7 @@ class Metrics:
         if gateway is not None:
             Gauge("tornado_grok_open_streams", "Streams open now.", registry=r) \
                 .set_function(lambda: len(gateway.streams))
-            Gauge("tornado_grok_open_requests", "Client requests being handled now (max_connections cap).",
+            Gauge("tornado_grok_open_requests", "Client requests being handled now.",
                   registry=r).set_function(lambda: gateway.open_requests)
             Gauge("tornado_grok_upstream_active", "Upstream transfers in flight now (max_upstream cap).",
                   registry=r).set_function(lambda: len(gateway.upstream.active))
