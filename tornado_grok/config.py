@@ -26,6 +26,11 @@ class Config:
     workers: int = 1
     max_body_size: int = 20 * 1024 * 1024
     max_connections: int = 20000
+    header_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    body_timeout: float = 60.0
+    max_header_size: int = 64 * 1024
+    max_header_count: int = 100
     drain_seconds: float = 30.0
     keys_file: str = os.path.join(ROOT, "conf", "keys.json")
     event_loop: str = "uvloop"
@@ -86,7 +91,9 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ConfigError("%s must be one of %s, not %r" % (name, ", ".join(allowed), getattr(self, name)))
         for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "total_timeout",
-                     "keepalive_interval", "drain_seconds", "lease_seconds", "redis_timeout"):
+                     "keepalive_interval", "drain_seconds", "lease_seconds", "header_timeout",
+                     "keepalive_timeout", "body_timeout", "max_header_size", "max_header_count",
+                     "max_connections", "redis_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         for origin in self.cors_origins:

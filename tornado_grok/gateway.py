@@ -43,7 +43,8 @@ class Gateway:
         self._limits_generation = 0
         self.streams: set = set()
         self.inflight = 0  # admitted /api/v1 requests not yet finished
-        self.open_requests = 0  # /api/v1 requests being handled, admitted or not (max_connections)
+        self.open_requests = 0  # /api/v1 requests being handled, admitted or not
+        self.connections = None  # the server's ConnectionSlots (max_connections), set by server.py
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -109,6 +110,7 @@ class Gateway:
             "upstream_active": len(self.upstream.active),
             "inflight": self.inflight,
             "open_requests": self.open_requests,
+            "open_connections": self.connections.open if self.connections is not None else None,
             "limiter_inflight": limiter_inflight() if callable(limiter_inflight) else None,
             "draining": self.draining,
             "redis": limiter_state() if callable(limiter_state) else None,

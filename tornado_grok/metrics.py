@@ -108,7 +108,7 @@ class Metrics:
         self._gauges: list = []  # (gauge, function) refreshed by refresh() in multiprocess mode
         if gateway is not None:
             self._gauge("tornado_grok_open_streams", "Streams open now.", lambda: len(gateway.streams))
-            self._gauge("tornado_grok_open_requests", "Client requests being handled now (max_connections cap).",
+            self._gauge("tornado_grok_open_requests", "Client requests being handled now.",
                         lambda: gateway.open_requests)
             self._gauge("tornado_grok_upstream_active", "Upstream transfers in flight now (max_upstream cap).",
                         lambda: len(gateway.upstream.active))

@@ -6,12 +6,12 @@ import os
 import signal
 import sys
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from . import accesslog, auth, metrics, redact
 from .app import make_app
 from .config import Config, ConfigError
+from .connections import ConnectionSlots, GatewayHTTPServer
 from .accounting_redis import make_accounting
 from .gateway import Gateway
 from .ratelimit_redis import make_limiter
@@ -59,9 +59,12 @@ async def serve(config: Config, sockets=None) -> int:
     limiter = make_limiter(config)
     gateway = Gateway(config, keys=auth.KeyStore(config.keys_file, extra=extra), limiter=limiter,
                       accounting=make_accounting(config, limiter))
+    gateway.connections = ConnectionSlots(config.max_connections)
     app = make_app(config, gateway)
-    server = HTTPServer(app, max_body_size=2 * config.max_body_size,
-                        idle_connection_timeout=max(config.total_timeout, 3600))
+    # Timeouts here bound reading a request and idle keep-alive only; a response (a long stream) is
+    # bounded by the upstream timeouts of gateway.py, never by these.
+    server = GatewayHTTPServer(app, config=config, slots=gateway.connections,
+                               max_body_size=2 * config.max_body_size)
     if sockets is None:
         sockets = bind_sockets(config.port, config.host)
     server.add_sockets(sockets)

@@ -9,10 +9,11 @@ from .fallback import answer_whole
 class ChatCompletionsHandler(APIHandler):
     """OpenAI-compatible chat completions relayed to the upstream's /chat/completions."""
 
-    def answers_sse(self, body: dict) -> bool:
+    @staticmethod
+    def answers_sse(body: dict, config) -> bool:
         if body.get("stream") is not True:
             return False
-        return self.config.stream_fallback_format == "sse" or not validate.has_image(body)
+        return config.stream_fallback_format == "sse" or not validate.has_image(body)
 
     async def post(self) -> None:
         body = await self.begin()
