@@ -468,6 +468,8 @@ class RefusedHandler(BaseHandler):
     def prepare(self) -> None:
         headers = self.request.headers
         length = headers.get("Content-Length", "")
+        if "Transfer-Encoding" not in headers and length in ("", "0"):
+            return  # no body to avoid reading: answer in the method, and keep the connection open
         if (self.error.status != 401 or self.request.method != "POST" or "Expect" in headers
                 or "Transfer-Encoding" in headers
                 or not length.isdigit() or int(length) > PEEK_BYTES
@@ -481,7 +483,12 @@ class RefusedHandler(BaseHandler):
         """How it ended, for the access log (as APIHandler.error_outcome)."""
         return "drained" if self.error.code == "draining" else "rejected"
 
-    def post(self) -> None:
+    def get(self, *args) -> None:
+        raise self.error
+
+    delete = head = put = patch = get
+
+    def post(self, *args) -> None:
         try:
             body = ujson.loads(b"".join(self.chunks))
         except (ValueError, OverflowError):
