@@ -9,7 +9,7 @@ from tornado.ioloop import IOLoop
 
 from .config import Config
 from .gateway import Gateway
-from .handlers import admin, chat, health, images, models, vision
+from .handlers import admin, chat, health, images, models, responses, vision
 from .handlers.base import NotFoundHandler, TooLargeHandler
 
 
@@ -37,7 +37,7 @@ class AccessLog:
 
 access_log = AccessLog()
 
-ROUTE_MODULES = (chat, images, vision, models, health, admin)
+ROUTE_MODULES = (chat, responses, images, vision, models, health, admin)
 
 
 def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.Application:

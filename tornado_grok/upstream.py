@@ -153,6 +153,8 @@ class UpstreamCall:
             setopt(pycurl.POSTFIELDS, self.body or b"")  # sent from memory, no read callbacks
         else:
             setopt(pycurl.HTTPGET, 1)
+            if self.request.method != "GET":
+                setopt(pycurl.CUSTOMREQUEST, self.request.method)  # DELETE; tornado's reset clears it
 
     def _header_line(self, line: bytes) -> None:
         if line[:5] == b"HTTP/":

@@ -219,8 +219,8 @@ class APIHandler(BaseHandler):
             return
         self.log_fields["ended"] = outcome or "error"
         self.log_fields["usage"] = usage
-        backend_call(self.gateway.accounting, "record", self.key.name, usage, self.wants_sse,
-                     outcome or "error")
+        streamed = self.wants_sse or getattr(self, "relay", None) is not None
+        backend_call(self.gateway.accounting, "record", self.key.name, usage, streamed, outcome or "error")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         if isinstance(total, int) and total > 0:
             backend_call(self.gateway.limiter, "add_tokens", self.key.name,
