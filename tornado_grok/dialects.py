@@ -32,7 +32,7 @@ class ChatDialect:
     """Chat completions: `data:` events, [DONE] at the end, the seed's error event."""
 
     typed = False  # the parser yields data payloads only
-    plain = staticmethod(sse.plain_chat)
+    plain = staticmethod(sse.plain_events)
     path = "/chat/completions"
     incomplete = "the upstream ended the stream without [DONE]"
     errors_before_stream_as_json = False  # the seed: a stream request's errors are SSE events

@@ -6,7 +6,7 @@ dialect object it is given (dialects.py).
 
 `on_chunk` is the hot path; libcurl calls it for every read (upstream.py). A read made only of
 ordinary events (`data: {...}` chunks, or Responses `.delta` events) is checked with a few byte
-scans and relayed whole (the dialect's `plain`: sse.plain_chat, sse.plain_deltas); anything else
+scans and relayed whole (the dialect's `plain`: sse.plain_events, sse.plain_deltas); anything else
 (comments, CR line ends, an event cut between reads, a possible error, usage or terminal event)
 goes through the incremental parser, and each of those events is parsed as JSON by the dialect to
 check it: a malformed event becomes an error event instead of breaking the client's SDK. An

@@ -30,8 +30,9 @@ def plain_events(chunk: bytes):
     When the read's complete events are each one `data: {...}` line with LF line ends (and maybe a
     final `data: [DONE]`), returns (block, count, done, rest): the bytes of those events as they
     can be relayed, how many, whether [DONE] ended them, and the unfinished tail. Otherwise (CR
-    line ends, comments, other fields, multi-line data, a payload that is not an object) returns
-    None and the read goes through SSEParser.
+    line ends, comments, other fields, multi-line data, a payload that is not an object, and any
+    event that may carry an error or usage, which the parsed path must look at) returns None and
+    the read goes through SSEParser. The fast path of chat completions (dialects.ChatDialect).
     """
     end = chunk.rfind(b"\n\n")
     if end < 0 or b"\r" in chunk:
@@ -44,18 +45,9 @@ def plain_events(chunk: bytes):
             return block, 0, True, chunk[end + 2:]
     n = block.count(b"\n\n")
     if (block[:7] != _PLAIN_START or block[-3:] != b"}\n\n" or block.count(b"\n") != 2 * n
-            or block.count(_PLAIN_JOIN) != n - 1):
+            or block.count(_PLAIN_JOIN) != n - 1 or b'"error"' in block or b'"usage"' in block):
         return None
     return block, n, done, chunk[end + 2:]
-
-
-def plain_chat(chunk: bytes):
-    """plain_events, for chat completions: also None when an event may carry an error or usage,
-    which the parsed path must look at."""
-    fast = plain_events(chunk)
-    if fast is None or b'"error"' in fast[0] or b'"usage"' in fast[0]:
-        return None
-    return fast
 
 
 def plain_deltas(chunk: bytes):

@@ -104,5 +104,5 @@ class ResponseHandler(APIHandler):
 
 default_handlers = [
     (r"/api/v1/responses", ResponsesHandler),
-    (r"/api/v1/responses/([^/]+)", ResponseHandler),
+    (r"/api/v1/responses/(?P<response_id>[^/]+)", ResponseHandler),
 ]
