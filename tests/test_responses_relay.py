@@ -215,3 +215,11 @@ def test_query_parameters_are_checked(gateway, headers):
     for query in ("stream=yes", "starting_after=-1", "starting_after=x", "include=a/b"):
         r = requests.get(gateway.base + "/responses/resp_x?" + query, headers=headers)
         assert r.status_code == 400, query
+
+
+def test_metrics_name_the_responses_endpoints(gateway, headers):
+    post(gateway.base + "/responses", body(stream=False), headers)
+    requests.get(gateway.base + "/responses/resp_nobody_here", headers=headers)
+    text = requests.get(gateway.url + "/metrics").text
+    assert 'endpoint="/api/v1/responses",status="200"' in text
+    assert 'endpoint="/api/v1/responses/{id}",status="404"' in text
