@@ -223,3 +223,19 @@ def test_metrics_name_the_responses_endpoints(gateway, headers):
     text = requests.get(gateway.url + "/metrics").text
     assert 'endpoint="/api/v1/responses",status="200"' in text
     assert 'endpoint="/api/v1/responses/{id}",status="404"' in text
+
+
+def test_a_delete_leaves_the_next_get_a_get(gateway, headers):
+    first, second = (post(gateway.base + "/responses", body(stream=False, text=t), headers).json()["id"]
+                     for t in ("one", "two"))
+    assert requests.delete(gateway.base + "/responses/" + first, headers=headers).status_code == 200
+    kept = requests.get(gateway.base + "/responses/" + second, headers=headers)
+    assert kept.status_code == 200 and kept.json()["id"] == second
+    assert requests.get(gateway.base + "/responses/" + second, headers=headers).status_code == 200  # not deleted
+
+
+def test_failed_and_incomplete_responses_in_the_access_log(gateway, headers):
+    failed = through(gateway, headers, "failed")
+    incomplete = through(gateway, headers, "incomplete")
+    assert hh.access_line(gateway, failed.headers["X-Request-Id"])["ended"] == "upstream_error"
+    assert hh.access_line(gateway, incomplete.headers["X-Request-Id"])["ended"] == "completed"
