@@ -32,6 +32,7 @@ class ChatDialect:
     """Chat completions: `data:` events, [DONE] at the end, the seed's error event."""
 
     typed = False  # the parser yields data payloads only
+    numbered = False  # events carry no sequence number
     plain = staticmethod(sse.plain_events)
     path = "/chat/completions"
     incomplete = "the upstream ended the stream without [DONE]"
@@ -76,6 +77,7 @@ class ResponsesDialect:
     """The Responses API: typed events, a terminal event at the end, the Responses error event."""
 
     typed = True  # the parser yields (event name, data) pairs
+    numbered = True  # the error event's sequence_number follows the last one sent (relay.last_out)
     plain = staticmethod(sse.plain_deltas)
     path = "/responses"
     incomplete = ("the upstream ended the stream without a terminal event "

@@ -60,7 +60,10 @@ class StreamRelay:
         self.headers_sent = False
         self.stream = None  # the client's IOStream, once the response has started
         self.pending = []  # events gathered during one socket_action (see _write)
-        self.last_out = None  # the events of the last read relayed (an error event numbers after them)
+        # The events of the last read relayed, kept only when the dialect numbers its error event
+        # after them (Responses' sequence_number): a chat stream holds no bytes it has sent.
+        self.keep_last = dialect.numbered
+        self.last_out = None
         self.saw_done = False  # the dialect's end event ([DONE], a terminal Responses event) was seen
         self.closed = False  # nothing more goes to the client
         self.status = 0
@@ -178,7 +181,8 @@ class StreamRelay:
         if out:
             if self.first_event_at is None:
                 self.first_event_at = self.last_read
-            self.last_out = out
+            if self.keep_last:
+                self.last_out = out
             self.events += count or len(out)
             self.last_write = self.last_read
             self._write(out)
