@@ -9,7 +9,7 @@ from tornado.httpserver import HTTPServer
 
 from mock_upstream import recordings, responses, scenarios
 from mock_upstream.faults import FaultStore
-from mock_upstream.handlers import admin, chat, images, models
+from mock_upstream.handlers import admin, chat, images, models, rest
 from mock_upstream.handlers import responses as responses_api
 from mock_upstream.journal import Journal
 
@@ -44,7 +44,7 @@ def make_app(options: MockOptions | None = None) -> tornado.web.Application:
     """The mock as a Tornado Application; `app.settings["mock"]` is its MockState."""
     state = MockState(options or MockOptions())
     routes = []
-    for module in (chat, responses_api, images, models, admin):
+    for module in (chat, responses_api, images, models, rest, admin):
         routes += [(path, handler, {"mock": state}) for path, handler in module.default_handlers]
     return tornado.web.Application(routes, mock=state, compress_response=False,
                                    default_handler_class=admin.NotFoundHandler, default_handler_args={"mock": state})

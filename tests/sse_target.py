@@ -11,6 +11,9 @@ The last user message says what to do, as space-separated key=value words:
     drop_at=K     after K chunks, drop the connection mid-stream
     head_delay=D  ms before the response headers
     no_done=1     end the stream normally but without `data: [DONE]`
+    incomplete=1  (Responses API) end with response.incomplete
+
+POST .../responses answers the same words with the Responses API's typed events (ResponsesHandler).
 
 A final chunk with finish_reason "stop" (and, when stream_options.include_usage, a separate usage
 chunk with `choices: []`, completion_tokens = N) and `data: [DONE]` end a normal stream.
@@ -38,7 +41,7 @@ def scenario(body):
             text = m["content"]
             break
     sc = {"chunks": 20, "delay": 0, "size": 8, "reasoning": 0, "status": 200,
-          "error_at": -1, "drop_at": -1, "head_delay": 0, "no_done": 0}
+          "error_at": -1, "drop_at": -1, "head_delay": 0, "no_done": 0, "incomplete": 0}
     for k, v in _WORD.findall(text):
         if k in sc:
             sc[k] = int(v)
@@ -122,8 +125,75 @@ class ChatHandler(tornado.web.RequestHandler):
         self.stats["closed_by_client"] += 1
 
 
+def responses_scenario(body):
+    """scenario() for a Responses body: the words are in the last user item of `input`."""
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    return scenario({"messages": [i for i in items or [] if isinstance(i, dict)]})
+
+
+def _typed(kind, seq, **fields):
+    return "event: %s\ndata: %s\n\n" % (kind, json.dumps(dict(type=kind, sequence_number=seq, **fields)))
+
+
+class ResponsesHandler(ChatHandler):
+    """POST .../responses: the Responses API's typed events, with the same words as chat, plus
+    incomplete=1 (end with response.incomplete) and error_at=K (response.failed after K deltas);
+    no_done=1 ends without a terminal event."""
+
+    async def post(self, _prefix):
+        self.stats["requests"] += 1
+        self.stats["connections"].add(id(self.request.connection))
+        body = json.loads(self.request.body)
+        sc = responses_scenario(body)
+        model = body.get("model", "test")
+        if sc["status"] != 200:
+            self.set_status(sc["status"])
+            self.finish({"error": {"message": f"API error: status {sc['status']} as asked", "type": "test",
+                                   "code": None}})
+            return
+        text = "x" * sc["size"]
+        usage = {"input_tokens": 3, "output_tokens": sc["chunks"], "total_tokens": 3 + sc["chunks"]}
+        response = {"id": "resp_test", "object": "response", "created_at": 1700000000, "model": model,
+                    "status": "in_progress", "output": [], "usage": None}
+        if not body.get("stream"):
+            await asyncio.sleep(sc["delay"] * sc["chunks"] / 1000)
+            message = {"type": "message", "id": "msg_test", "role": "assistant", "status": "completed",
+                       "content": [{"type": "output_text", "text": text * sc["chunks"], "annotations": []}]}
+            self.finish(dict(response, status="completed", output=[message], usage=usage))
+            return
+        self.request.connection.stream.set_nodelay(True)
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.write(_typed("response.created", 0, response=response)
+                   + _typed("response.in_progress", 1, response=response)
+                   + _typed("response.output_item.added", 2, output_index=0,
+                            item={"type": "message", "id": "msg_test", "role": "assistant", "content": []}))
+        await self.flush()
+        seq = 3
+        for k in range(sc["chunks"]):
+            if k and sc["delay"]:
+                await asyncio.sleep(sc["delay"] / 1000)
+            if k == sc["error_at"]:
+                failed = dict(response, status="failed", error={"code": "server_error", "message": "failed as asked"})
+                return self._end(_typed("response.failed", seq, response=failed))
+            if k == sc["drop_at"]:
+                self.request.connection.stream.close()
+                return
+            kind = "response.reasoning_text.delta" if k < sc["reasoning"] else "response.output_text.delta"
+            self.write(_typed(kind, seq, item_id="msg_test", output_index=0, content_index=0, delta=text))
+            seq += 1
+            await self.flush()
+        if sc["no_done"]:
+            return self._end(_typed("response.output_text.done", seq, item_id="msg_test", output_index=0,
+                                    content_index=0, text=text * sc["chunks"]))
+        status = "incomplete" if sc.get("incomplete") else "completed"
+        self._end(_typed("response." + status, seq, response=dict(response, status=status, usage=usage)))
+
+
 def make_app(stats):
-    return tornado.web.Application([(r"(.*)/chat/completions", ChatHandler, {"stats": stats})])
+    return tornado.web.Application([(r"(.*)/chat/completions", ChatHandler, {"stats": stats}),
+                                    (r"(.*)/responses", ResponsesHandler, {"stats": stats})])
 
 
 class SSETarget:

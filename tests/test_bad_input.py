@@ -61,8 +61,8 @@ def test_stream_request_errors_are_sse_events(gateway, key):
     ("Basic dXNlcjpwYXNz", "must use the Bearer scheme"),
     ("Bearer", "empty API key"),
     ("Bearer ", "empty API key"),
-    ("Bearer tg-wrong", "invalid API key"),
-    ("bearer  tg-wrong ", "invalid API key"),
+    ("Bearer tg-wrong", "Invalid authentication token"),
+    ("bearer  tg-wrong ", "Invalid authentication token"),
 ])
 def test_authorization_forms(gateway, authorization, words):
     headers = {} if authorization is None else {"Authorization": authorization}
@@ -75,7 +75,7 @@ def test_authorization_forms(gateway, authorization, words):
 def test_seed_error_form_for_a_streamed_request_with_a_bad_key(gateway):
     r = call(gateway, CHAT, chat_body(), headers={"Authorization": "Bearer tg-wrong"})
     assert r.status_code == 401
-    assert r.content == b'data: {"error":"API error: invalid API key"}\n\n'
+    assert r.content == b'data: {"error":"API error: Invalid authentication token"}\n\n'
 
 
 def test_oversized_body_is_413(gateway, key):

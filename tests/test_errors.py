@@ -18,8 +18,12 @@ UPSTREAM_TABLE = [
     (404, xai("nf", "no such model"), {}, 404, "no such model", {}),
     (422, xai("u", "messages: field required"), {}, 422, "messages: field required", {}),
     (401, xai("a", "Incorrect API key provided: xa***ey"), {}, 502,
-     "the upstream rejected the gateway's credentials (HTTP 401)", {}),
-    (403, xai("a", "forbidden"), {}, 502, "the upstream rejected the gateway's credentials (HTTP 403)", {}),
+     "the upstream rejected the gateway's credentials (HTTP 401)", {"x-should-retry": "false"}),
+    (403, xai("a", "forbidden"), {}, 502, "the upstream rejected the gateway's credentials (HTTP 403)",
+     {"x-should-retry": "false"}),
+    (410, xai("g", "The model grok-beta was retired"), {}, 410, "The model grok-beta was retired", {}),
+    (409, xai("c", "conflict"), {}, 409, "conflict", {}),
+    (413, xai("t", "too large"), {}, 413, "too large", {}),
     (429, xai("r", "Too many requests"), {"Retry-After": "7"}, 429, "Too many requests", {"Retry-After": "7"}),
     (429, xai("r", "You have run out of credits"), {}, 429, "You have run out of credits",
      {"Retry-After": "1", "x-should-retry": "false"}),
@@ -32,7 +36,7 @@ UPSTREAM_TABLE = [
 
 @pytest.mark.parametrize("up_status,body,headers,status,message,extra", UPSTREAM_TABLE)
 def test_upstream_mapping(up_status, body, headers, status, message, extra):
-    err = errors.from_upstream(up_status, body, headers)
+    err = errors.from_upstream(up_status, body, headers, ())
     assert (err.status, err.message, err.headers) == (status, message, extra)
 
 

@@ -288,7 +288,6 @@ def test_openapi_describes_every_route():
         node = doc
         for part in ref.split("/"):
             node = node[part]
-    # A named group (?P<name>...) is the path parameter {name}; an unnamed one is {model}.
-    routes = {re.sub(r"\((?:\?P<(\w+)>)?[^)]*\)", lambda m: "{%s}" % (m.group(1) or "model"), path)
-              for module in ROUTE_MODULES for path, _handler in module.default_handlers}
+    routes = {re.sub(r"\([^)]*\)", "{model}", re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", entry[0]))
+              for module in ROUTE_MODULES for entry in module.default_handlers}
     assert set(doc["paths"]) == routes

@@ -26,7 +26,9 @@ def test_start_in_process_replays_story_and_404s_unknown_paths():
             else:
                 raise AssertionError("expected a 404")
             app_state = server.request_callback.settings["mock"]
-            assert [e["scenario"] for e in app_state.journal.entries()] == ["story"]
+            # The 404 is journaled too, so tests can see that a request went somewhere it should not.
+            assert [(e["scenario"], e["path"], e["status"]) for e in app_state.journal.entries()] == [
+                ("story", "/v1/chat/completions", 200), (None, "/v1/nothing-here", 404)]
         finally:
             server.stop()
 

@@ -201,7 +201,8 @@ def test_retrieve_stream_resume_and_delete(gateway, mock, headers):
     assert gone.status_code == 404 and "not found" in gone.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("bad_id", ["a.b", "x%2F..%2Fchat%2Fcompletions", "a%20b", "%2e%2e", "x" * 201])
+@pytest.mark.parametrize("bad_id", ["%2e%2e", "a..b", ".hidden", "x%2F..%2Fchat%2Fcompletions", "a%20b", "a%3Fb",
+                                    "x" * 129])
 def test_ids_are_checked_before_they_reach_an_upstream_path(gateway, mock, headers, bad_id):
     test_id = uuid.uuid4().hex
     h = dict(headers, **{"X-Mock-Test-Id": test_id})

@@ -9,8 +9,10 @@ from tornado.ioloop import IOLoop
 
 from .config import Config
 from .gateway import Gateway
-from .handlers import admin, chat, health, images, models, responses, vision
+from .handlers import admin, chat, health, images, models, passthrough, responses, vision
 from .handlers.base import NotFoundHandler, TooLargeHandler
+from .metrics import endpoint_label
+from .redact import REDACTED, loggable
 
 
 
@@ -37,14 +39,15 @@ class AccessLog:
 
 access_log = AccessLog()
 
-ROUTE_MODULES = (chat, responses, images, vision, models, health, admin)
+ROUTE_MODULES = (chat, responses, images, vision, models, passthrough, health, admin)
 
 
 def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.Application:
     """The gateway's Application; run.py and the tests both build it here."""
     gateway = gateway or Gateway(config)
-    routes = [(path, handler, {"gateway": gateway})
-              for module in ROUTE_MODULES for path, handler in module.default_handlers]
+    # A module's routes are (path, handler) or (path, handler, its own initialize arguments).
+    routes = [(entry[0], entry[1], dict(entry[2] if len(entry) > 2 else {}, gateway=gateway))
+              for module in ROUTE_MODULES for entry in module.default_handlers]
     app = _Application(
         routes,
         default_handler_class=NotFoundHandler,
@@ -80,25 +83,39 @@ def _metrics_only(handler) -> None:
 def log_request(handler) -> None:
     """One JSON line per request: who, what, how long, how it ended (never a key or a body).
 
-    Also the once-per-request hook of the metrics (tornado calls it when a request finishes).
+    Every value a client chose (a path, a model name, its own request id, an error text that may
+    quote them) goes through redact.loggable: capped, key-like tokens masked, and no run of 12+
+    characters of the request's own key or the upstream key. Also the once-per-request hook of the
+    metrics (tornado calls it when a request finishes).
     """
     _metrics_only(handler)
     fields = getattr(handler, "log_fields", None)
     status = handler.get_status()
     if fields is None and status < 400:
         return  # health checks and the like
+    request = handler.request
+    token = _bearer_token(handler)
+    gateway = handler.settings.get("gateway")
+    upstream_secrets = gateway.upstream.secrets if gateway is not None else ()
+    secrets = (token,) + upstream_secrets if token else upstream_secrets
+    request_id = getattr(handler, "request_id", None)
+    if request_id is not None and request_id == request.headers.get("X-Request-Id"):
+        request_id = loggable(request_id, secrets)  # the client's own id, not one we made
+    path = request.path
     line = {
-        "request_id": getattr(handler, "request_id", None),
-        "method": handler.request.method,
-        "path": handler.request.path,
+        "request_id": request_id,
+        "method": request.method,
+        "path": path if endpoint_label(path) == path else loggable(path, secrets),
         "status": status,
-        "duration_ms": round(1000 * handler.request.request_time(), 2),
+        "duration_ms": round(1000 * request.request_time(), 2),
     }
     key = getattr(handler, "key", None)
     if key is not None:
         line["key"] = key.name
     if fields:
         line.update(fields)
+        if "model" in fields:
+            line["model"] = loggable(fields["model"], secrets)
     relay = getattr(handler, "relay", None)
     if relay is not None:
         line["stream"] = True
@@ -108,11 +125,11 @@ def log_request(handler) -> None:
         if relay.first_event_at is not None:
             line["ttft_ms"] = round(1000 * (relay.first_event_at - relay.started), 2)
         if relay.error is not None:
-            line["error"] = relay.error.message
+            line["error"] = loggable(relay.error.message, secrets)
             line["code"] = relay.error.code
     err = getattr(handler, "gateway_error", None)
     if err is not None and "error" not in line:
-        line["error"] = err.message
+        line["error"] = loggable(err.message, secrets)
         line["code"] = err.code
     if "ended" not in line and status >= 400:
         error_outcome = getattr(handler, "error_outcome", None)
@@ -123,17 +140,14 @@ def log_request(handler) -> None:
             text.encode()
         except UnicodeEncodeError:  # a lone surrogate from a client's JSON: log it escaped
             text = ujson.dumps(line, ensure_ascii=True, escape_forward_slashes=False)
-    token = _bearer_token(handler)
-    if token and token in text:
-        # The client put its own key in a field we log (a request id, a model name): not in our log.
-        text = text.replace(token, "[redacted]")
+    for secret in secrets:
+        if secret in text:  # the last guard (a field the upstream filled, such as usage): never whole
+            text = text.replace(secret, REDACTED)
     access_log.write(text)
 
 
 def _bearer_token(handler) -> str:
+    """The key the client sent, whatever its scheme (a 401 for `Basic <key>` must not log it either)."""
     parts = (handler.request.headers.get("Authorization") or "").split()
     token = parts[-1] if parts else ""
     return token if len(token) >= 8 else ""
-
-
-

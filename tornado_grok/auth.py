@@ -89,7 +89,7 @@ class KeyStore:
             self._maybe_reload()
             found = self._by_digest.get(wanted)
         if found is None or not hmac.compare_digest(found.digest, wanted):
-            raise _unauthorized("invalid API key")
+            raise _unauthorized("Invalid authentication token")  # the seed's own words
         return found
 
     def __len__(self) -> int:

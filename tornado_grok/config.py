@@ -55,6 +55,11 @@ class Config:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_failure_mode: str = "fail_open"
     lease_seconds: float = 30.0
+    # [cors] browsers; off while cors_origins is empty
+    cors_origins: tuple = ()
+    cors_allow_methods: tuple = ("GET", "POST", "DELETE", "OPTIONS")
+    cors_allow_headers: tuple = ("*",)
+    cors_max_age: int = 600
     # [logging]
     access_log: bool = True
     debug_endpoints: bool = False
@@ -77,6 +82,11 @@ class Config:
                      "keepalive_interval", "drain_seconds", "lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
+        for origin in self.cors_origins:
+            if origin != "*" and (not origin.startswith(("http://", "https://")) or origin.count("/") != 2):
+                raise ConfigError("cors_origins: %r is not an origin (scheme://host[:port], or \"*\")" % origin)
+        if self.cors_max_age < 0:
+            raise ConfigError("cors_max_age must not be negative")
         if not self.upstream_url.startswith(("http://", "https://")):
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 
@@ -87,6 +97,12 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("alia
 def _coerce(name: str, value: Any) -> Any:
     default = _FIELDS[name].default
     try:
+        if isinstance(default, tuple):
+            # A TOML array, or a comma-separated string (TG_CORS_ORIGINS="https://a,https://b").
+            items = value.split(",") if isinstance(value, str) else list(value)
+            if not all(isinstance(item, str) for item in items):
+                raise ValueError(value)
+            return tuple(item.strip() for item in items if item.strip())
         if isinstance(default, bool):
             if isinstance(value, str):
                 if value.lower() in ("1", "true", "yes", "on"):

@@ -36,7 +36,6 @@ class ChatDialect:
     plain = staticmethod(sse.plain_events)
     path = "/chat/completions"
     incomplete = "the upstream ended the stream without [DONE]"
-    errors_before_stream_as_json = False  # the seed: a stream request's errors are SSE events
 
     __slots__ = ("drop_usage", "openai_errors")
 
@@ -58,7 +57,7 @@ class ChatDialect:
         if type(obj) is not dict:
             raise bad_event()
         if obj.get("error"):
-            raise GatewayError(502, errors.upstream_text(data) or "the upstream reported an error",
+            raise GatewayError(502, errors.upstream_text(data, relay.gateway.upstream.secrets) or "the upstream reported an error",
                                code="upstream_stream_error")
         usage = obj.get("usage")
         if usage:
@@ -82,9 +81,6 @@ class ResponsesDialect:
     path = "/responses"
     incomplete = ("the upstream ended the stream without a terminal event "
                   "(response.completed, response.incomplete or response.failed)")
-    # Before the stream starts an error has its own status, so it is the JSON error body that
-    # every SDK reads (a Responses stream has no seed rule asking for an SSE body there).
-    errors_before_stream_as_json = True
 
     __slots__ = ("failed",)
 
@@ -103,7 +99,7 @@ class ResponsesDialect:
         if kind == "error" or obj.get("error"):
             # The Responses `error` event, or xAI's {"code","error"} object: the gateway's own
             # error event replaces it, in the form every SDK raises on (error_event below).
-            raise GatewayError(502, errors.upstream_text(data) or "the upstream reported an error",
+            raise GatewayError(502, errors.upstream_text(data, relay.gateway.upstream.secrets) or "the upstream reported an error",
                                code="upstream_stream_error")
         if kind in TERMINAL:
             response = obj.get("response")

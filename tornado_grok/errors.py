@@ -7,6 +7,8 @@ its own unit test (tests/test_errors.py).
 import ujson
 from tornado.web import HTTPError
 
+from .redact import scrub
+
 # curl error numbers the gateway tells apart (libcurl's CURLE_* values).
 CURLE_COULDNT_RESOLVE_HOST = 6
 CURLE_COULDNT_CONNECT = 7
@@ -17,12 +19,9 @@ CURLE_GOT_NOTHING = 52
 CURLE_RECV_ERROR = 56
 
 _TYPES = {
-    400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
     429: "rate_limit_error",
     502: "upstream_error",
     503: "service_unavailable",
@@ -54,7 +53,7 @@ class GatewayError(HTTPError):
         self.message = message
         self.code = code
         self.headers = headers or {}
-        self.kind = kind or _TYPES.get(status, "api_error")
+        self.kind = kind or _TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "api_error")
 
     def json_body(self) -> bytes:
         """The non-streaming rendering."""
@@ -76,22 +75,29 @@ class GatewayError(HTTPError):
         return "GatewayError(%d, %r, code=%r)" % (self.status, self.message, self.code)
 
 
-def upstream_text(body: bytes) -> str:
-    """The `<text>` of an upstream error body: xAI's {"code","error"} or OpenAI's {"error":{"message"}}."""
+def upstream_text(body: bytes, secrets: tuple) -> str:
+    """The `<text>` of an upstream error body (xAI's {"code","error"} or OpenAI's {"error":{"message"}}),
+    with every piece of `secrets` (the upstream key) scrubbed: an upstream may quote the key it got.
+
+    Every upstream text the gateway relays or logs comes through here: error bodies of any status
+    (3xx included) and error events inside a stream. The text is scrubbed after JSON decoding, so a
+    key written with escapes (\\u0078ai-...) is found too.
+    """
     try:
         obj = ujson.loads(body)
     except (ValueError, TypeError):
-        text = body[:300].decode("utf-8", "replace").strip()
-        return text
+        # Scrubbed before the cut, so the cut cannot leave a piece of the key too short to be found.
+        return scrub(body[:4096].decode("utf-8", "replace"), secrets)[:300].strip()
+    text = ""
     if isinstance(obj, dict):
         err = obj.get("error")
         if isinstance(err, str):
-            return err
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
-        if isinstance(obj.get("message"), str):
-            return obj["message"]
-    return ""
+            text = err
+        elif isinstance(err, dict) and isinstance(err.get("message"), str):
+            text = err["message"]
+        elif isinstance(obj.get("message"), str):
+            text = obj["message"]
+    return scrub(text, secrets)
 
 
 def _retry_after(headers: dict | None, default: int = 1) -> str:
@@ -102,15 +108,14 @@ def _retry_after(headers: dict | None, default: int = 1) -> str:
         return str(default)
 
 
-def from_upstream(status: int, body: bytes, headers: dict | None = None) -> GatewayError:
-    """Maps an upstream error response to what the client sees."""
-    text = upstream_text(body) or "upstream returned HTTP %d" % status
-    if status in (400, 404, 413, 422):
-        return GatewayError(status, text, code="upstream_%d" % status)
+def from_upstream(status: int, body: bytes, headers: dict | None, secrets: tuple) -> GatewayError:
+    """Maps an upstream error response to what the client sees; `secrets` as for upstream_text."""
+    text = upstream_text(body, secrets) or "upstream returned HTTP %d" % status
     if status in (401, 403):
-        # The gateway's own upstream key is wrong: not the client's fault, and not its business.
+        # The gateway's own upstream key is wrong: not the client's fault, and not its business. A
+        # retry cannot fix it either, so the SDKs are told not to (they retry every 5xx otherwise).
         return GatewayError(502, "the upstream rejected the gateway's credentials (HTTP %d)" % status,
-                            code="upstream_auth")
+                            code="upstream_auth", headers={"x-should-retry": "false"})
     if status == 429:
         extra = {"Retry-After": _retry_after(headers)}
         lowered = text.lower()
@@ -119,6 +124,11 @@ def from_upstream(status: int, body: bytes, headers: dict | None = None) -> Gate
         return GatewayError(429, text, code="upstream_rate_limited", headers=extra)
     if status == 408:
         return GatewayError(504, "upstream timed out: " + text, code="upstream_timeout")
+    if 400 <= status < 500:
+        # The client's request as the upstream judged it (400, 404, 413, 422, and 410 for a retired
+        # feature, ...): the same status, so the SDKs raise the right class and retry only what
+        # they retry anyway (408, 409, 429).
+        return GatewayError(status, text, code="upstream_%d" % status)
     if status >= 500:
         return GatewayError(502, "upstream error (HTTP %d): %s" % (status, text), code="upstream_%d" % status)
     return GatewayError(502, "unexpected upstream response (HTTP %d): %s" % (status, text),

@@ -10,6 +10,7 @@ from . import errors
 from .accounting import Accounting
 from .auth import KeyStore
 from .config import Config
+from .cors import CorsPolicy
 from .metrics import Metrics
 from .ratelimit import Limits, MemoryLimiter
 from .upstream import UpstreamClient
@@ -34,6 +35,7 @@ class Gateway:
         self.limiter = limiter if limiter is not None else MemoryLimiter()
         self.accounting = accounting if accounting is not None else Accounting()
         self.metrics = metrics if metrics is not None else Metrics(self)
+        self.cors = CorsPolicy.from_config(config)  # None: CORS is off
         self.default_limits = Limits(config.requests_per_minute, config.concurrent_requests,
                                      config.tokens_per_minute)
         self._limits: dict = {}  # per key digest, for one generation of the keys file

@@ -86,7 +86,8 @@ class Metrics:
     def observe(self, handler) -> None:
         """Records one finished request (called once per request from app.py's log hook)."""
         status = handler.get_status()
-        self._child(self.requests, endpoint_label(handler.request.path), str(status)).inc()
+        endpoint = getattr(handler, "endpoint", None) or endpoint_label(handler.request.path)
+        self._child(self.requests, endpoint, str(status)).inc()
         err = getattr(handler, "gateway_error", None)
         relay = getattr(handler, "relay", None)
         if relay is not None and relay.error is not None:

@@ -79,15 +79,15 @@ class StreamRelay:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def run(self, body: bytes | None, extra_headers: dict, method: str = "POST",
-                  path: str | None = None) -> None:
-        """Sends the request upstream (to the dialect's path unless `path` says otherwise) and
-        relays its stream until it ends."""
+                  path: str | None = None, query: dict | None = None) -> None:
+        """Sends the request upstream (to the dialect's path unless `path` says otherwise, with
+        `query`) and relays its stream until it ends."""
         c = self.gateway.config
         self.gateway.streams.add(self)
         try:
             self.call = self.gateway.upstream.call(
                 method, path or self.dialect.path, body, timeout=c.total_timeout + 5,
-                extra_headers=extra_headers, on_chunk=self.on_chunk)
+                extra_headers=extra_headers, on_chunk=self.on_chunk, query=query)
             self.call.start()
             response = await self.call.response()
             if self.call.callback_error is not None:
@@ -252,7 +252,8 @@ class StreamRelay:
             self.status = response.code
         if self.status and self.status != 200:
             body = b"".join(self.error_body)
-            self.abort(errors.from_upstream(self.status, body, self.call.headers()), Outcome.UPSTREAM_ERROR)
+            self.abort(errors.from_upstream(self.status, body, self.call.headers(),
+                                           self.gateway.upstream.secrets), Outcome.UPSTREAM_ERROR)
         elif response.code == 599:
             errno = curl_errno(response)
             outcome = Outcome.TIMEOUT if errno == errors.CURLE_OPERATION_TIMEDOUT else Outcome.UPSTREAM_ERROR
@@ -274,17 +275,12 @@ class StreamRelay:
             self.call.cancel()
         self.send_pending()
         if not self.headers_sent:
+            self.headers_sent = True
             self.handler.set_status(err.status)
-            for name, value in err.headers.items():
-                self.handler.set_header(name, value)
-            if self.dialect.errors_before_stream_as_json:
-                self.headers_sent = True
-                self.handler.set_header("Content-Type", "application/json; charset=utf-8")
-                self.handler.write(err.json_body())
-                self._end()
-                return
-            self._send_headers()
-        self.handler.write(self.dialect.error_event(err, self))
+            # The error's own status and body: JSON, or a chat stream request's seed event (base.py).
+            self.handler.write(self.handler.render_error(err))
+        else:
+            self.handler.write(self.dialect.error_event(err, self))
         self._end()
 
     def _end(self) -> None:

@@ -9,7 +9,7 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from . import auth
+from . import auth, redact
 from .app import access_log, make_app
 from .config import Config
 from .accounting_redis import make_accounting
@@ -79,6 +79,8 @@ async def serve(config: Config, sockets=None) -> int:
 
 def run(config: Config) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    # Tornado's own messages may quote a request line or a header value (a client's key).
+    redact.install_log_filter((config.upstream_key,))
     if config.workers > 1:
         return run_workers(config)
     return run_loop(serve(config), config)

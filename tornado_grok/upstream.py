@@ -23,6 +23,7 @@ and `_curl_setup_request` are used on purpose; requirements.txt pins tornado.
 
 import functools
 from typing import Callable
+from urllib.parse import quote, urlencode
 
 import pycurl
 from tornado import httputil
@@ -31,6 +32,7 @@ from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.httpclient import HTTPResponse
 
 from . import errors
+from .validate import PATH_ID
 
 USER_AGENT = "tornado_grok/1.0"
 
@@ -38,6 +40,37 @@ USER_AGENT = "tornado_grok/1.0"
 WRITE_ABORT = 0  # what on_chunk returns to end the transfer from inside libcurl
 BUFFER_SIZE = 16 * 1024  # libcurl's receive buffer per transfer (its default; the largest read)
 UPLOAD_BUFFER_SIZE = 16 * 1024  # the smallest libcurl allows; request bodies go as POSTFIELDS anyway
+
+
+def join_path(*segments: str) -> str:
+    """An upstream path from fixed names and checked ids, each escaped: join_path("models", model_id).
+
+    Ids must have been checked with validate.path_id first (its 400 names the field); what is left
+    here is the last guard, and a refusal is a bug of the caller (ValueError, a 500).
+    """
+    return "/" + "/".join(quote(_segment(s), safe=":") for s in segments)
+
+
+def _segment(value: str) -> str:
+    # The same rule as validate.path_id: no '/', backslash, '%', '?', '#', NUL or space, and no dot
+    # segment, so nothing in it can be read by libcurl or the upstream as another path.
+    if not isinstance(value, str) or not PATH_ID.fullmatch(value) or ".." in value:
+        raise ValueError("refused upstream path segment: not a fixed name or a checked id")
+    return value
+
+
+@functools.lru_cache(maxsize=1024)  # the same few paths on every call; a refusal is not cached
+def checked_path(path: str) -> str:
+    """`path` if it is '/' followed by '/'-separated segments that each pass _segment, else ValueError.
+
+    UpstreamClient.call joins only such paths to the base URL, so no client input can reach another
+    upstream path (a '..', an encoded '/', a query) however a handler builds its path.
+    """
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError("refused upstream path: it must start with '/'")
+    for segment in path[1:].split("/"):
+        _segment(segment)
+    return path
 
 
 class _Client(CurlAsyncHTTPClient):
@@ -224,6 +257,8 @@ class UpstreamClient:
     def __init__(self, base_url: str, api_key: str, max_clients: int = 10000,
                  connect_timeout: float = 10.0, max_body_size: int = 256 * 1024 * 1024):
         self.base_url = base_url.rstrip("/")
+        # What errors.upstream_text scrubs from upstream text: an upstream may quote the key it got.
+        self.secrets = (api_key,) if api_key else ()
         # Expect and Pragma empty: libcurl would add them otherwise (tornado does the same).
         common = [b"Content-Type: application/json", b"Expect:", b"Pragma:"]
         if api_key:
@@ -247,13 +282,20 @@ class UpstreamClient:
 
     def call(self, method: str, path: str, body: bytes | None, timeout: float,
              extra_headers: dict | None = None,
-             on_chunk: Callable[[bytes], object] | None = None) -> UpstreamCall:
+             on_chunk: Callable[[bytes], object] | None = None, query: dict | None = None) -> UpstreamCall:
         """A request ready to go: `call.start()` sends it, `await call.response()` waits for it.
+
+        `path` is a fixed path ("/chat/completions") or one made by join_path; anything else is
+        refused with ValueError (checked_path). `query` (names to a value or a list of values,
+        checked by the caller) is URL-encoded after it.
 
         With `on_chunk` the body is streamed: each read reaches on_chunk, inside libcurl, as it
         arrives (possibly before start() returns); `call.status` is the upstream's status by then.
         """
-        request = _Request(self.base_url + path, method)
+        url = self.base_url + checked_path(path)
+        if query:
+            url += "?" + urlencode(query, doseq=True)
+        request = _Request(url, method)
         call = UpstreamCall(self, request, body, on_chunk, self._header_lines(on_chunk is not None, extra_headers),
                             timeout)
         request.gateway_call = call  # how _Client._curl_setup_request finds it

@@ -7,6 +7,10 @@ import re
 from .errors import GatewayError
 
 _DATA_URI = re.compile(r"^data:image/(jpeg|jpg|png);base64,", re.IGNORECASE)
+# An id that goes into an upstream path: 1-128 characters, a letter or digit first, then letters,
+# digits, '.', '_', ':' or '-' (model names like grok-4.3, ft:...:abc, ids like resp_..., file-...).
+# Together with "no '..' anywhere" nothing of it can be read as another path, a query or an escape.
+PATH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
 
 
@@ -27,6 +31,19 @@ def need_string(body: dict, field: str, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise bad("field '%s' must be a non-empty string, not %s" % (field, _type_name(value)))
+    return value
+
+
+def path_id(value, field: str) -> str:
+    """`value` when it may go into an upstream path (PATH_ID, no '..'), else a 400 naming `field`.
+
+    Every id taken from a request (a path parameter, a body field) and put into an upstream path
+    goes through here first; upstream.join_path then escapes it. The value is never echoed back:
+    it may be anything, a key included.
+    """
+    if not isinstance(value, str) or not PATH_ID.fullmatch(value) or ".." in value:
+        raise bad("%s must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter "
+                  "or digit, with no '..'" % field, "invalid_id")
     return value
 
 
@@ -113,6 +130,8 @@ def number(body: dict, field: str, kind=(int, float), low=None, high=None):
         return None
     if isinstance(value, bool) or not isinstance(value, kind):
         raise bad("field '%s' must be a number, not %s" % (field, _type_name(value)))
+    if value - value != 0:  # NaN or an infinity (json_body refuses them already; NaN passes any range)
+        raise bad("field '%s' must be a finite number" % field)
     if (low is not None and value < low) or (high is not None and value > high):
         raise bad("field '%s' must be between %s and %s" % (field, low, high))
     return value
@@ -123,6 +142,46 @@ def choice(body: dict, field: str, allowed: tuple):
     if value is not None and value not in allowed:
         raise bad("field '%s' must be one of %s" % (field, ", ".join(allowed)))
     return value
+
+
+# -- bodies of the relayed endpoints (routes.py): only what the gateway relies on, so a wrong type
+# is a 400 naming the field here instead of an upstream error; anything else passes through.
+
+def tokenize(body: dict) -> None:
+    """POST /tokenize-text: {"text", "model", "user"?}."""
+    need_string(body, "model")
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise bad("field 'text' is required and must be a string" if text is None else
+                  "field 'text' must be a string, not %s" % _type_name(text),
+                  "missing_field" if text is None else "invalid_field")
+
+
+def embeddings(body: dict) -> None:
+    """POST /embeddings: {"model", "input": string or array, "encoding_format"?, "dimensions"?}."""
+    need_string(body, "model")
+    value = body.get("input")
+    if value is None:
+        raise bad("field 'input' is required", "missing_field")
+    if not isinstance(value, (str, list)) or value == []:
+        raise bad("field 'input' must be a string or a non-empty array, not %s" % (
+            "an empty array" if value == [] else _type_name(value)))
+    choice(body, "encoding_format", ("float", "base64"))
+    number(body, "dimensions", int, 1, 100_000)
+
+
+def image_edit(body: dict) -> None:
+    """POST /images/edits (JSON, as xAI takes it): {"prompt", "image": {"url"} or a URL, "model"?, ...}."""
+    need_string(body, "prompt")
+    image = body.get("image")
+    if image is None:
+        raise bad("field 'image' is required", "missing_field")
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url.startswith(("https://", "http://", "data:image/")):
+        raise bad("field 'image' must be an object with a 'url' (an https URL or a data:image URI)")
+    need_string(body, "model", required=False)
+    number(body, "n", int, 1, 10)
+    choice(body, "response_format", ("url", "b64_json"))
 
 
 def responses(body: dict) -> None:

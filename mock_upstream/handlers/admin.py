@@ -5,6 +5,7 @@ import json
 from tornado.web import RequestHandler
 
 from mock_upstream.faults import FaultError, describe, parse_fault
+from mock_upstream.journal import public_headers
 from mock_upstream.plan import code_for, dumps, error_body
 
 
@@ -115,6 +116,12 @@ class NotFoundHandler(AdminHandler):
     """Any other path: xAI's 404 body."""
 
     def prepare(self):
+        if not self.request.path.startswith("/_mock/"):
+            # Journaled like any API request, so a test can tell that nothing reached an unknown path.
+            entry = self.mock.journal.add(self.request.method, self.request.uri, public_headers(self.request.headers),
+                                          None, self.request.headers.get("X-Mock-Test-Id"))
+            entry["status"] = 404
+            self.mock.journal.end(entry, "complete")
         self.fail(404, f"No route for {self.request.method} {self.request.path}")
 
 

@@ -43,6 +43,24 @@ class BaseHandler(web.RequestHandler):
         self.set_header("X-Request-Id", self.request_id)
         for name, value in self.sticky_headers.items():
             self.set_header(name, value)
+        # settings, not self.gateway: the first call comes from tornado before initialize().
+        cors = self.settings["gateway"].cors
+        if cors is not None:
+            for name, value in cors.response_headers(self.request.headers.get("Origin")):
+                self.set_header(name, value)
+
+    def options(self, *args, **kwargs) -> None:
+        """A CORS preflight: answered without a key (405 while CORS is off)."""
+        cors = self.gateway.cors
+        if cors is None:
+            raise self.method_not_allowed()
+        if not cors.allows(self.request.headers.get("Origin")):
+            raise GatewayError(403, "origin %r is not allowed (cors_origins)" % self.request.headers.get("Origin"),
+                               code="cors_origin_not_allowed", kind="permission_error")
+        for name, value in cors.preflight_headers(self.request.headers.get("Access-Control-Request-Headers")):
+            self.set_header(name, value)
+        self.set_status(204)
+        self.finish()
 
     def set_sticky_header(self, name: str, value: str) -> None:
         """A header that stays on the response even when it turns into an error."""
@@ -62,14 +80,31 @@ class BaseHandler(web.RequestHandler):
         self.gateway_error = err  # for the access log and metrics
         if err.status != status_code:
             self.set_status(err.status)
+        self.finish(self.render_error(err))
+
+    def render_error(self, err: GatewayError) -> bytes:
+        """Sets an error's headers and content type before anything was sent; returns its body.
+
+        A stream request's error is the seed's SSE event, except for a client whose Accept is only
+        application/json (the OpenAI SDKs, LangChain): they show the text of a JSON error body
+        and nothing of an event stream under an error status (README "Errors").
+        """
         for name, value in err.headers.items():
             self.set_header(name, value)
-        if self.wants_sse:
+        if self.wants_sse and not _json_only(self.request.headers.get("Accept")):
             self.set_sse_headers()
-            self.finish(err.sse_event(self.config.sse_error_format == "openai"))
-        else:
-            self.set_header("Content-Type", JSON_CONTENT_TYPE)
-            self.finish(err.json_body())
+            return err.sse_event(self.config.sse_error_format == "openai")
+        self.set_header("Content-Type", JSON_CONTENT_TYPE)
+        return err.json_body()
+
+    def allowed_methods(self) -> list:
+        """The methods this path answers (the Allow header of a 405)."""
+        return [m for m in self.SUPPORTED_METHODS if m != "OPTIONS"
+                and getattr(type(self), m.lower()) is not getattr(web.RequestHandler, m.lower(), None)]
+
+    def method_not_allowed(self) -> GatewayError:
+        return GatewayError(405, "method %s is not allowed on %s" % (self.request.method, self.request.path),
+                            code="method_not_allowed", headers={"Allow": ", ".join(self.allowed_methods())})
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, web.HTTPError):
@@ -87,16 +122,17 @@ class BaseHandler(web.RequestHandler):
         return len(stream._write_buffer) if stream is not None else 0
 
 
+def _json_only(accept: str | None) -> bool:
+    """Whether an Accept header names application/json and nothing else (parameters aside)."""
+    return bool(accept) and "," not in accept and accept.split(";", 1)[0].strip().lower() == "application/json"
+
+
 def _as_gateway_error(handler, status_code: int, exc_info) -> GatewayError:
     exc = exc_info[1] if exc_info else None
     if isinstance(exc, GatewayError):
         return exc
     if status_code == 405:
-        return GatewayError(405, "method %s is not allowed on %s" % (
-            handler.request.method, handler.request.path), code="method_not_allowed",
-            headers={"Allow": ", ".join(m for m in handler.SUPPORTED_METHODS
-                                        if getattr(type(handler), m.lower()) is not
-                                        getattr(web.RequestHandler, m.lower(), None))})
+        return handler.method_not_allowed()
     if status_code == 404:
         return GatewayError(404, "no such endpoint: %s %s" % (handler.request.method, handler.request.path),
                             code="not_found")
@@ -114,6 +150,8 @@ class APIHandler(BaseHandler):
         self.key = None
         self.decision = None
         self.log_fields = {}
+        if self.request.method == "OPTIONS":
+            return  # a CORS preflight: no key, no limits, no upstream (BaseHandler.options)
         if self.gateway.draining:
             raise errors.draining()
         self.gateway.open_requests += 1
@@ -152,6 +190,12 @@ class APIHandler(BaseHandler):
         if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
             raise GatewayError(400, "the request body has a lone UTF-16 surrogate escape (\\ud800-\\udfff): "
                                "not valid Unicode", code="invalid_json")
+        where = _non_finite(body)
+        if where is not None:
+            # ujson reads NaN, Infinity and 1e400 as floats; relayed, they would be invalid JSON
+            # ("temperature":NaN) and they pass every range check (NaN < 0 is false).
+            raise GatewayError(400, "field '%s' is not a finite number (NaN, Infinity and numbers too large "
+                               "for a double are not JSON)" % where, code="invalid_number")
         return body
 
     async def begin(self) -> dict:
@@ -194,19 +238,25 @@ class APIHandler(BaseHandler):
                     headers[name] = value
         return headers
 
-    async def fetch_whole(self, method: str, path: str, body: dict | None = None):
-        """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
+    async def fetch_response(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
+        """One non-streaming upstream call; returns a 2xx response, else raises the mapped error."""
         c = self.config
         self.upstream_call = self.gateway.upstream.start(
             method, path, dumps(body) if body is not None else None,
-            timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers())
+            timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers(), query=query)
         response = await self.upstream_call.response()
         if self.upstream_call.cancelled:
             raise errors.draining() if self.gateway.draining else _ClientGone()
         if response.code == 599:
             raise errors.from_curl(curl_errno(response))
         if response.code >= 300:
-            raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers())
+            raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers(),
+                                       self.gateway.upstream.secrets)
+        return response
+
+    async def fetch_whole(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
+        """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
+        response = await self.fetch_response(method, path, body, query)
         try:
             return ujson.loads(response.body)
         except ValueError:
@@ -293,6 +343,42 @@ def _lone_surrogate(body: dict) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def _non_finite(body: dict) -> str | None:
+    """Where the parsed body holds a NaN or an infinity (as `messages[0].temperature`), else None.
+
+    One walk over the parsed containers, linear in what the parser already built (a stack, not
+    recursion: ujson nests up to 1024 deep); the path is worked out only when there is one to name.
+    """
+    stack = [body]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value = pop()
+        for item in (value.values() if type(value) is dict else value):
+            kind = type(item)
+            if kind is dict or kind is list:
+                push(item)
+            elif kind is float and item - item != 0.0:  # inf - inf and nan - nan are NaN
+                return _path_of(body, item)
+    return None
+
+
+def _path_of(body: dict, target: float) -> str:
+    """The path of the value `target` (by identity) in body, as error messages name fields."""
+    stack = [(body, "")]
+    while stack:
+        value, path = stack.pop()
+        for name, item in (value.items() if type(value) is dict else enumerate(value)):
+            if type(name) is int:
+                where = "%s[%d]" % (path, name)
+            else:
+                where = (path + "." if path else "") + (name if len(name) <= 64 else name[:64] + "...")
+            if item is target:
+                return where
+            if type(item) is dict or type(item) is list:
+                stack.append((item, where))
+    return "(the body)"
 
 
 def _overloaded(cap: str) -> GatewayError:

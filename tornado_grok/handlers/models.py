@@ -2,8 +2,8 @@
 
 import time
 
-from tornado.escape import url_escape
-
+from .. import validate
+from ..upstream import join_path
 from .base import APIHandler
 
 
@@ -23,8 +23,10 @@ class ModelsHandler(APIHandler):
                         data.append({"id": alias, "object": "model", "created": int(time.time()),
                                      "owned_by": "tornado_grok (alias of %s)" % target})
         else:
-            target = aliases.get(model_id, model_id)
-            result = await self.fetch_whole("GET", "/models/" + url_escape(target, plus=False))
+            # Tornado has already decoded the path parameter (%2f is '/' here): check what it became.
+            validate.path_id(model_id, "the model id in the path")
+            target = validate.path_id(aliases.get(model_id, model_id), "the model id in the path")
+            result = await self.fetch_whole("GET", join_path("models", target))
             if isinstance(result, dict) and target != model_id:
                 result["id"] = model_id
         self.account(None, "completed")

@@ -5,26 +5,21 @@ so keys, limits, accounting, timeouts, keep-alives, backpressure and disconnects
 """
 
 import re
-import urllib.parse
 
 from .. import validate
 from ..dialects import ResponsesDialect
-from ..errors import GatewayError
 from ..relay import StreamRelay
+from ..upstream import join_path
 from .base import APIHandler, dumps
 from .fallback import answer_response_whole
 
-_PATH_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _INCLUDE = re.compile(r"^[A-Za-z0-9_.]{1,100}$")
 
 
-def path_id(value: str, what: str = "id") -> str:
-    """An id from a client's URL, checked and escaped before it goes into an upstream path: letters,
-    digits, `_` and `-` only (no `/`, `.`, `%` or anything else that could pick another path)."""
-    if not isinstance(value, str) or not _PATH_ID.match(value):
-        raise GatewayError(400, "'%s' is not a valid %s (letters, digits, '_' and '-', up to 200)"
-                           % (str(value)[:80], what), code="invalid_id")
-    return urllib.parse.quote(value, safe="")
+def response_path(response_id: str) -> str:
+    """The upstream path of a stored response: the id checked (validate.path_id: a 400 that never
+    reaches the upstream) and escaped (upstream.join_path)."""
+    return join_path("responses", validate.path_id(response_id, "response id"))
 
 
 class ResponsesHandler(APIHandler):
@@ -56,20 +51,19 @@ class ResponseHandler(APIHandler):
 
     async def get(self, response_id: str) -> None:
         await self.begin_without_body()
-        path = "/responses/" + path_id(response_id, "response id")
+        path = response_path(response_id)
         query = self.upstream_query()
         if query.get("stream") == "true":
             self.relay = relay = StreamRelay(self, self.gateway, "", "", ResponsesDialect())
-            await relay.run(None, self.forward_headers(), "GET", path + "?" + urllib.parse.urlencode(query, doseq=True))
+            await relay.run(None, self.forward_headers(), "GET", path, query)
         else:
-            result = await self.fetch_whole("GET", path + ("?" + urllib.parse.urlencode(query, doseq=True)
-                                                           if query else ""))
+            result = await self.fetch_whole("GET", path, query=query)
             self.account(None, "completed")
             self.write_json(result)
 
     async def delete(self, response_id: str) -> None:
         await self.begin_without_body()
-        result = await self.fetch_whole("DELETE", "/responses/" + path_id(response_id, "response id"))
+        result = await self.fetch_whole("DELETE", response_path(response_id))
         self.account(None, "completed")
         self.write_json(result)
 

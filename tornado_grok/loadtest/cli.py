@@ -12,7 +12,7 @@ import sys
 from urllib.parse import urlsplit
 
 from . import report
-from .client import Target
+from .client import APIS, Target
 from .selfcheck import merge_reports, raise_fd_limit
 from .shapes import Shape, run_load
 
@@ -23,9 +23,12 @@ DEFAULT_DURATION = 10.0  # used when neither --requests nor --duration is given
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="loadtest", description="Load-test an OpenAI-compatible chat completions endpoint.")
+        prog="loadtest", description="Load-test an OpenAI-compatible chat completions (or Responses) endpoint.")
     p.add_argument("--url", default=DEFAULT_URL,
-                   help="base URL; requests go to {url}/chat/completions (default %(default)s)")
+                   help="base URL; requests go to {url}/chat/completions, or {url}/responses with "
+                        "--api responses (default %(default)s)")
+    p.add_argument("--api", choices=APIS, default="chat",
+                   help="chat: chat completions (default); responses: the Responses API's typed events")
     p.add_argument("--key", help="Bearer key sent as Authorization")
     p.add_argument("--model", default="bench")
     p.add_argument("--prompt", default=DEFAULT_PROMPT,
@@ -109,7 +112,8 @@ def _check(args, parser):
 
 def _config(args, shape):
     return {
-        "url": args.url, "compare_url": args.compare, "model": args.model, "prompt": args.prompt,
+        "url": args.url, "compare_url": args.compare, "api": args.api, "model": args.model,
+        "prompt": args.prompt,
         "stream": args.stream, "shape": shape.describe(), "mode": "open" if args.rate else "closed",
         "concurrency": None if args.rate else args.concurrency, "rate": args.rate, "seed": args.seed,
         "max_inflight": shape.max_inflight if args.rate else None,
@@ -185,11 +189,11 @@ def main(argv=None):
             return 2
     try:
         targets = [("target", Target(args.url, args.key, args.model, args.prompt, args.stream,
-                                     args.timeout, args.connect_timeout))]
+                                     args.timeout, args.connect_timeout, args.api))]
         if args.compare:
             targets.append(("compare", Target(args.compare, args.compare_key or args.key, args.model,
                                               args.prompt, args.stream, args.timeout,
-                                              args.connect_timeout)))
+                                              args.connect_timeout, args.api)))
     except ValueError as e:
         print(f"loadtest: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 import ujson
 
-from .parse import BodyCollector, SSEParser, classify_body
+from .parse import BodyCollector, ResponsesSSEParser, SSEParser, classify_body
+
+APIS = ("chat", "responses")  # --api: chat completions, or the Responses API
 
 perf = time.perf_counter
 
@@ -47,7 +49,9 @@ class Target:
     """One endpoint plus the single request body every load request sends to it."""
 
     def __init__(self, url, key=None, model="bench", prompt="chunks=20 delay=0 size=8",
-                 stream=True, timeout=60.0, connect_timeout=10.0):
+                 stream=True, timeout=60.0, connect_timeout=10.0, api="chat"):
+        if api not in APIS:
+            raise ValueError(f"unknown API {api!r} (one of {', '.join(APIS)})")
         u = urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -57,17 +61,23 @@ class Target:
         self.address = _resolve(self.host, self.port)
         self.ssl = _ssl.create_default_context() if u.scheme == "https" else None
         path = u.path.rstrip("/")
-        if not path.endswith("/chat/completions"):
-            path += "/chat/completions"
+        endpoint = "/responses" if api == "responses" else "/chat/completions"
+        if not path.endswith(endpoint):
+            path += endpoint
         if u.query:
             path += "?" + u.query
         self.path = path
         self.stream = stream
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream}
-        if stream:
-            body["stream_options"] = {"include_usage": True}
+        self.api = api
+        self.sse_parser = ResponsesSSEParser if api == "responses" else SSEParser
+        if api == "responses":
+            body = {"model": model, "input": [{"role": "user", "content": prompt}], "stream": stream}
+        else:
+            body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream}
+            if stream:
+                body["stream_options"] = {"include_usage": True}
         payload = ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode()
         hostport = self.host if ":" not in self.host else f"[{self.host}]"
         if u.port:
@@ -207,7 +217,7 @@ class Conn(asyncio.Protocol):
         conn_hdr = headers.get("connection", "").lower()
         self.keep = version == "HTTP/1.1" and "close" not in conn_hdr or "keep-alive" in conn_hdr
         if status == 200 and self.target.stream and ctype.startswith("text/event-stream"):
-            self.sink = SSEParser(res, self.rec)
+            self.sink = self.target.sse_parser(res, self.rec)
         else:
             self.sink = BodyCollector()
         if "chunked" in headers.get("transfer-encoding", "").lower():

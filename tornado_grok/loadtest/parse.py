@@ -104,6 +104,74 @@ class SSEParser:
                 res.tokens = ct
 
 
+class ResponsesSSEParser(SSEParser):
+    """The Responses API's typed events (`event: <type>` + `data: <json>`).
+
+    A non-empty `response.output_text.delta` (or reasoning text/summary delta) is a content event;
+    `response.completed` and `response.incomplete` end the request as done, `response.failed` and
+    `error` as an error event, with the tokens from the terminal event's usage.output_tokens. Only
+    terminal and error events are JSON-parsed (deltas are decided from the bytes); a body that ends
+    without a terminal event ends as "no_done".
+    """
+
+    __slots__ = ()
+
+    def _event_lines(self, ev, now):
+        kind = None
+        data = []
+        for line in ev.split(b"\n"):
+            if line[:6] == b"event:":
+                kind = line[6:].strip()
+            elif line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+        if data:
+            self.typed(kind, b"\n".join(data), now)
+
+    def dispatch(self, payload, now):
+        self.typed(None, payload, now)  # a data-only event: its type is in the JSON
+
+    def typed(self, kind, payload, now):
+        ev = None
+        if kind is None:
+            try:
+                ev = ujson.loads(payload)
+            except ValueError:
+                return
+            if type(ev) is not dict or not isinstance(ev.get("type"), str):
+                return
+            kind = ev["type"].encode()
+        if kind in _DELTAS:
+            if b'"delta":""' not in payload and b'"delta": ""' not in payload:
+                self.rec.content_event(self.res, now)
+            return
+        ending = _TERMINAL.get(kind)
+        if ending is None:
+            return
+        if ev is None:
+            try:
+                ev = ujson.loads(payload)
+            except ValueError:
+                ev = {}
+        res = self.res
+        response = ev.get("response") if type(ev) is dict else None
+        response = response if type(response) is dict else {}
+        usage = response.get("usage")
+        if type(usage) is dict and isinstance(usage.get("output_tokens"), int):
+            res.tokens = usage["output_tokens"]
+        if ending == "done":
+            res.done = True
+        elif res.error is None:
+            err = response.get("error") if kind == b"response.failed" else ev
+            message = err.get("message") if type(err) is dict else None
+            res.error = message if isinstance(message, str) else kind.decode()
+
+
+_DELTAS = frozenset((b"response.output_text.delta", b"response.reasoning_text.delta",
+                     b"response.reasoning_summary_text.delta"))
+_TERMINAL = {b"response.completed": "done", b"response.incomplete": "done",
+             b"response.failed": "error", b"error": "error"}
+
+
 class BodyCollector:
     """Keeps a non-SSE body (JSON answer or error); past the limit, only its head and tail."""
 
@@ -171,6 +239,8 @@ def classify_body(res, collector, stream, rec, now):
         res.end = "protocol_error"
         res.detail = "body is not a JSON object"
         return
+    if obj.get("object") == "response":
+        return _whole_response(res, obj, rec, now)
     for ch in obj.get("choices") or ():
         msg = ch.get("message") if type(ch) is dict else None
         if msg and (msg.get("content") or msg.get("reasoning_content")):
@@ -179,5 +249,24 @@ def classify_body(res, collector, stream, rec, now):
     usage = obj.get("usage")
     if type(usage) is dict and isinstance(usage.get("completion_tokens"), int):
         res.tokens = usage["completion_tokens"]
+    res.done = True
+    res.end = "done"
+
+
+def _whole_response(res, obj, rec, now):
+    """A non-streamed Responses API answer: output text, usage.output_tokens, its status."""
+    for item in obj.get("output") or ():
+        parts = item.get("content") if type(item) is dict else None
+        if any(type(p) is dict and p.get("text") for p in parts or ()):
+            rec.content_event(res, now)
+            break
+    usage = obj.get("usage")
+    if type(usage) is dict and isinstance(usage.get("output_tokens"), int):
+        res.tokens = usage["output_tokens"]
+    if obj.get("status") == "failed":
+        res.end = "error_event"
+        err = obj.get("error")
+        res.error = err.get("message") if type(err) is dict and err.get("message") else "response failed"
+        return
     res.done = True
     res.end = "done"
