@@ -40,10 +40,28 @@ def message_text(message) -> str:
 
 
 def last_user_text(body: dict) -> str:
+    """The last user message's text: of `messages` (chat) or of `input` (the Responses API: a string,
+    or items whose user messages have input_text parts; without one, the last function_call_output)."""
+    if "messages" not in body and "input" in body:
+        return last_input_text(body.get("input"))
     messages = body.get("messages") if isinstance(body.get("messages"), list) else []
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             return message_text(message)
+    return ""
+
+
+def last_input_text(items) -> str:
+    if isinstance(items, str):
+        return items
+    items = items if isinstance(items, list) else []
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("role") == "user":
+            return message_text(item)
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            output = item.get("output")
+            return output if isinstance(output, str) else ""
     return ""
 
 

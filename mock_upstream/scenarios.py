@@ -63,10 +63,14 @@ class Rule:
 
 
 def has_image(body: dict) -> bool:
+    """An image_url part in a chat message, or an input_image part in a Responses input item."""
     messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    if not messages and isinstance(body.get("input"), list):
+        messages = body["input"]
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") in ("image_url", "input_image")
+                                             for p in content):
             return True
     return False
 
@@ -87,27 +91,56 @@ class Registry:
     def names(self) -> list:
         return sorted(self.scenarios)
 
-    def get(self, name: str) -> Scenario:
+    def _get(self, name: str) -> Scenario:
         try:
             return self.scenarios[name]
         except KeyError:
             raise ScenarioError(f"unknown mock scenario {name!r}; known: {', '.join(self.names())}") from None
 
-    def select(self, headers, body: dict, forced: str | None = None) -> Scenario:
-        """The scenario for this request (see the module docstring for the order)."""
+    def select(self, headers, body: dict, forced: str | None = None, api: str = "chat") -> Scenario:
+        """The scenario for this request (see the module docstring for the order).
+
+        For api "responses" a NAME means `responses_NAME` (or NAME itself when it is a
+        `responses_` recording or one that fits both APIs: an HTTP error, a generator); rules
+        whose scenario has no Responses form are skipped.
+        """
         name = headers.get("X-Mock-Scenario") or forced
         if name:
-            return self.get(name.strip())
+            return self.get(name.strip(), api)
         tag = _TAG.search(last_user_text(body))
         if tag:
-            return self.get(tag.group(1))
+            return self.get(tag.group(1), api)
         model = body.get("model")
         if isinstance(model, str) and model.startswith("mock-"):
-            return self.get(model[len("mock-"):])
+            return self.get(model[len("mock-"):], api)
         for rule in self.rules:
             if rule.matches(body):
-                return self.get(rule.scenario)
+                try:
+                    return self.get(rule.scenario, api)
+                except ScenarioError:
+                    continue
         return self.scenarios["synthetic" if wants_synthetic(body) else "default"]
+
+    def get(self, name: str, api: str | None = None) -> Scenario:
+        """The scenario NAME; with `api`, the one that answers that API (see select)."""
+        if api is None:
+            return self._get(name)
+        if api == "responses" and "responses_" + name in self.scenarios:
+            return self.scenarios["responses_" + name]
+        scenario = self._get(name)
+        if not self.speaks(scenario, api):
+            raise ScenarioError(f"mock scenario {name!r} has no {api} form; known: {', '.join(self.names_for(api))}")
+        return scenario
+
+    @staticmethod
+    def speaks(scenario: Scenario, api: str) -> bool:
+        rec = scenario.recording
+        if rec is None or (rec.kind == "json" and rec.status >= 400):
+            return True  # generators and HTTP errors answer both APIs
+        return rec.api == api
+
+    def names_for(self, api: str) -> list:
+        return [n for n in self.names() if self.speaks(self.scenarios[n], api)]
 
     def _load(self, path: str) -> None:
         where = os.path.basename(path)

@@ -27,7 +27,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _ENDPOINTS = frozenset((
-    "/api/v1/chat/completions", "/api/v1/images/generate", "/api/v1/images/generations",
+    "/api/v1/chat/completions", "/api/v1/responses", "/api/v1/images/generate", "/api/v1/images/generations",
     "/api/v1/vision/analyze", "/api/v1/models", "/healthz", "/readyz", "/metrics", "/admin/usage",
     "/debug/state",
 ))
@@ -39,6 +39,8 @@ def endpoint_label(path: str) -> str:
         return path
     if path.startswith("/api/v1/models/"):
         return "/api/v1/models/{id}"
+    if path.startswith("/api/v1/responses/"):
+        return "/api/v1/responses/{id}"
     return "other"
 
 

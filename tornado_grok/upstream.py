@@ -23,7 +23,7 @@ and `_curl_setup_request` are used on purpose; requirements.txt pins tornado.
 
 import functools
 from typing import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pycurl
 from tornado import httputil
@@ -188,6 +188,8 @@ class UpstreamCall:
             setopt(pycurl.POSTFIELDS, self.body or b"")  # sent from memory, no read callbacks
         else:
             setopt(pycurl.HTTPGET, 1)
+            if self.request.method != "GET":
+                setopt(pycurl.CUSTOMREQUEST, self.request.method)  # DELETE; tornado's reset clears it
 
     def _header_line(self, line: bytes) -> None:
         if line[:5] == b"HTTP/":
@@ -297,16 +299,20 @@ class UpstreamClient:
 
     def call(self, method: str, path: str, body: bytes | None, timeout: float,
              extra_headers: dict | None = None,
-             on_chunk: Callable[[bytes], object] | None = None) -> UpstreamCall:
+             on_chunk: Callable[[bytes], object] | None = None, query: dict | None = None) -> UpstreamCall:
         """A request ready to go: `call.start()` sends it, `await call.response()` waits for it.
 
         `path` is a fixed path ("/chat/completions") or one made by join_path; anything else is
-        refused with ValueError (checked_path).
+        refused with ValueError (checked_path). `query` (names to a value or a list of values,
+        checked by the caller) is URL-encoded after it.
 
         With `on_chunk` the body is streamed: each read reaches on_chunk, inside libcurl, as it
         arrives (possibly before start() returns); `call.status` is the upstream's status by then.
         """
-        request = _Request(self.base_url + checked_path(path), method)
+        url = self.base_url + checked_path(path)
+        if query:
+            url += "?" + urlencode(query, doseq=True)
+        request = _Request(url, method)
         call = UpstreamCall(self, request, body, on_chunk, self._header_lines(on_chunk is not None, extra_headers),
                             timeout)
         request.gateway_call = call  # how _Client._curl_setup_request finds it

@@ -234,12 +234,12 @@ class APIHandler(BaseHandler):
                     headers[name] = value
         return headers
 
-    async def fetch_response(self, method: str, path: str, body: dict | None = None):
+    async def fetch_response(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
         """One non-streaming upstream call; returns a 2xx response, else raises the mapped error."""
         c = self.config
         self.upstream_call = self.gateway.upstream.start(
             method, path, dumps(body) if body is not None else None,
-            timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers())
+            timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers(), query=query)
         response = await self.upstream_call.response()
         if self.upstream_call.cancelled:
             raise errors.draining() if self.gateway.draining else _ClientGone()
@@ -252,9 +252,9 @@ class APIHandler(BaseHandler):
                                        self.gateway.upstream.secrets)
         return response
 
-    async def fetch_whole(self, method: str, path: str, body: dict | None = None):
+    async def fetch_whole(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
         """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
-        response = await self.fetch_response(method, path, body)
+        response = await self.fetch_response(method, path, body, query)
         try:
             return ujson.loads(response.body)
         except ValueError:
@@ -267,8 +267,8 @@ class APIHandler(BaseHandler):
             return
         self.log_fields["ended"] = outcome or "error"
         self.log_fields["usage"] = usage
-        backend_call(self.gateway.accounting, "record", self.key.name, usage, self.wants_sse,
-                     outcome or "error")
+        streamed = self.wants_sse or getattr(self, "relay", None) is not None
+        backend_call(self.gateway.accounting, "record", self.key.name, usage, streamed, outcome or "error")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         if isinstance(total, int) and total > 0:
             backend_call(self.gateway.limiter, "add_tokens", self.key.name,

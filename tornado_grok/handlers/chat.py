@@ -1,6 +1,7 @@
 """POST /api/v1/chat/completions: streamed as SSE, or returned whole; vision requests fall back."""
 
 from .. import validate
+from ..dialects import ChatDialect
 from ..relay import StreamRelay
 from .base import APIHandler, dumps
 from .fallback import answer_whole
@@ -38,7 +39,9 @@ class ChatCompletionsHandler(APIHandler):
         client_wants_usage = options.get("include_usage") is True
         # Usage is always asked for, for accounting; a client that did not ask does not get the chunk.
         body["stream_options"] = dict(options, include_usage=True)
-        self.relay = relay = StreamRelay(self, self.gateway, asked, sent, not client_wants_usage)
+        dialect = ChatDialect(drop_usage=not client_wants_usage,
+                              openai_errors=self.config.sse_error_format == "openai")
+        self.relay = relay = StreamRelay(self, self.gateway, asked, sent, dialect)
         await relay.run(dumps(body), self.forward_headers())
 
 
