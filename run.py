@@ -1,134 +1,13 @@
 #!/usr/bin/env python3
-"""tornado_grok entry point.
+"""tornado_grok entry point from a checkout: `python run.py [serve|mock|record|keys|usage|loadtest] ...`.
 
-  python run.py [--port P] [--upstream-url URL] [--config FILE]   serve the gateway
-  python run.py mock [ARGS]          run the bundled mock upstream alone (see --help)
-  python run.py record [ARGS]        run the recording proxy (see --help)
-  python run.py keys add NAME        create a client key; prints only the key
-  python run.py keys list            list key names
-  python run.py usage [--url URL]    per-key usage from a running gateway's /admin/usage
-  python run.py loadtest [ARGS]      load-test an OpenAI-compatible endpoint (see --help)
+The commands live in tornado_grok/cli.py (installed with pip they are the `tornado-grok` console
+script); `python run.py --help` and `python run.py COMMAND --help` describe them.
 """
 
-import argparse
 import sys
 
-
-def serve_main(argv: list[str]) -> int:
-    from tornado_grok import config as cfg, server
-
-    p = argparse.ArgumentParser(prog="run.py", description="Serve the tornado_grok gateway.")
-    p.add_argument("--port", type=int, help="listening port (config: port, env TG_PORT; 0 = free port)")
-    p.add_argument("--host", help="listening address (config: host, env TG_HOST)")
-    p.add_argument("--upstream-url", help="upstream base URL (config: upstream_url, env TG_UPSTREAM_URL)")
-    p.add_argument("--config", help="config file (default conf/gateway.toml, env TG_CONFIG)")
-    p.add_argument("--keys-file", help="client keys file (default conf/keys.json, env TG_KEYS_FILE)")
-    p.add_argument("--workers", type=int, help="processes sharing the port (config: workers)")
-    args = p.parse_args(argv)
-    try:
-        config = cfg.load(args.config, {"port": args.port, "host": args.host,
-                                        "upstream_url": args.upstream_url,
-                                        "keys_file": args.keys_file, "workers": args.workers})
-    except (cfg.ConfigError, OSError) as e:
-        print("run.py: configuration error: %s" % e, file=sys.stderr)
-        return 2
-    return server.run(config)
-
-
-def keys_main(argv: list[str]) -> int:
-    from tornado_grok import auth, config as cfg
-
-    p = argparse.ArgumentParser(prog="run.py keys", description="Manage the gateway's client keys.")
-    p.add_argument("action", choices=("add", "list"))
-    p.add_argument("name", nargs="?")
-    p.add_argument("--keys-file", default=None, help="default conf/keys.json (env TG_KEYS_FILE)")
-    p.add_argument("--rpm", type=int, help="this key's requests per minute")
-    p.add_argument("--concurrency", type=int, help="this key's concurrent requests")
-    p.add_argument("--tpm", type=int, help="this key's tokens per minute")
-    args = p.parse_args(argv)
-    path = args.keys_file or cfg.load(overrides={}).keys_file
-    if args.action == "list":
-        try:
-            for key in auth.read_file(path):
-                print(key.name)
-        except FileNotFoundError:
-            pass
-        return 0
-    if not args.name:
-        p.error("keys add needs a NAME")
-    limits = {k: v for k, v in (("requests_per_minute", args.rpm), ("concurrent_requests", args.concurrency),
-                                ("tokens_per_minute", args.tpm)) if v is not None}
-    try:
-        print(auth.add_key(path, args.name, limits or None))
-    except ValueError as e:
-        print("run.py keys: %s" % e, file=sys.stderr)
-        return 2
-    print("key %r stored (hash only) in %s" % (args.name, path), file=sys.stderr)
-    return 0
-
-
-def usage_main(argv: list[str]) -> int:
-    import json
-    import urllib.error
-    import urllib.request
-
-    from tornado_grok import config as cfg
-
-    p = argparse.ArgumentParser(prog="run.py usage", description="Print per-key usage from GET /admin/usage.")
-    p.add_argument("--url", help="the gateway's base URL (default: http://host:port of the config)")
-    p.add_argument("--admin-key", help="default: config admin_key (env TG_ADMIN_KEY)")
-    p.add_argument("--config", help="config file (default conf/gateway.toml, env TG_CONFIG)")
-    p.add_argument("--json", action="store_true", help="print the JSON as returned")
-    args = p.parse_args(argv)
-    config = cfg.load(args.config, {})
-    url = (args.url or "http://%s:%d" % (config.host, config.port)).rstrip("/") + "/admin/usage"
-    admin_key = args.admin_key or config.admin_key
-    if not admin_key:
-        p.error("no admin key: pass --admin-key or set admin_key (env TG_ADMIN_KEY)")
-    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + admin_key})
-    try:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as r:
-            doc = json.load(r)
-    except urllib.error.HTTPError as e:
-        print("run.py usage: %s answered %d: %s" % (url, e.code, e.read().decode("utf-8", "replace")),
-              file=sys.stderr)
-        return 1
-    except OSError as e:
-        print("run.py usage: cannot reach %s: %s" % (url, e), file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(doc, indent=2))
-        return 0
-    columns = ("requests", "streams", "abandoned_streams", "prompt_tokens", "completion_tokens",
-               "reasoning_tokens", "errors")
-    rows = [("key",) + columns] + [(name,) + tuple(str(t.get(c, 0)) for c in columns)
-                                   for name, t in doc["keys"].items()]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
-    print("(%s usage, %s backend)" % (doc.get("scope"), doc.get("backend")), file=sys.stderr)
-    return 0
-
-
-def main(argv: list[str]) -> int:
-    command = argv[0] if argv else ""
-    if command == "mock":
-        from mock_upstream import cli
-        return cli.main(argv[1:]) or 0
-    if command == "record":
-        from mock_upstream import recorder
-        return recorder.main(argv[1:]) or 0
-    if command == "loadtest":
-        from tornado_grok.loadtest import cli
-        return cli.main(argv[1:]) or 0
-    if command == "keys":
-        return keys_main(argv[1:])
-    if command == "usage":
-        return usage_main(argv[1:])
-    if command in ("serve",):
-        argv = argv[1:]
-    return serve_main(argv)
-
+from tornado_grok.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -7,9 +7,10 @@ import tornado.netutil
 import tornado.web
 from tornado.httpserver import HTTPServer
 
-from mock_upstream import recordings, scenarios
+from mock_upstream import recordings, responses, scenarios
 from mock_upstream.faults import FaultStore
 from mock_upstream.handlers import admin, chat, images, models, rest
+from mock_upstream.handlers import responses as responses_api
 from mock_upstream.journal import Journal
 
 
@@ -32,6 +33,7 @@ class MockState:
         self.registry = scenarios.Registry(recordings.load_all(options.recordings_dirs), options.scenarios_file)
         self.journal = Journal(options.journal_limit)
         self.faults = FaultStore()
+        self.responses = responses.Store()  # for GET/DELETE /v1/responses/{id}
         self._images = itertools.count(1)
 
     def next_image(self) -> int:
@@ -42,7 +44,7 @@ def make_app(options: MockOptions | None = None) -> tornado.web.Application:
     """The mock as a Tornado Application; `app.settings["mock"]` is its MockState."""
     state = MockState(options or MockOptions())
     routes = []
-    for module in (chat, images, models, rest, admin):
+    for module in (chat, responses_api, images, models, rest, admin):
         routes += [(path, handler, {"mock": state}) for path, handler in module.default_handlers]
     return tornado.web.Application(routes, mock=state, compress_response=False,
                                    default_handler_class=admin.NotFoundHandler, default_handler_args={"mock": state})

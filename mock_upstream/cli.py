@@ -12,8 +12,14 @@ from mock_upstream.recordings import RecordingError
 from mock_upstream.scenarios import BUILTIN_SCENARIOS, ScenarioError
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m mock_upstream", description="Mock xAI upstream: recordings, faults, journal.")
+def default_prog(module: str) -> str:
+    """The console script's name when run as one (grok-mock), else `python -m MODULE`."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name and not name.endswith(".py") and name not in ("-c", "-m") else f"python -m {module}"
+
+
+def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog or default_prog("mock_upstream"), description="Mock xAI upstream: recordings, faults, journal.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only unless --allow-remote)")
     p.add_argument("--port", type=int, default=8600, help="port (0 = any free port; the line printed says which)")
     p.add_argument("--speed", type=float, default=1.0, help="delay multiplier: 1 real timing, 0 no delays")
@@ -57,8 +63,9 @@ async def serve(args: argparse.Namespace) -> None:
     await asyncio.wait_for(server.close_all_connections(), 5)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def main(argv=None, prog: str | None = None) -> None:
+    """`python -m mock_upstream`, `run.py mock` and the `grok-mock` console script (`prog` names which)."""
+    args = parse_args(argv, prog)
     try:
         asyncio.run(serve(args))
     except (RecordingError, ScenarioError, OSError) as e:

@@ -12,6 +12,8 @@ from mock_upstream.plan import DISCONNECT, STALL, Plan, Step, code_for, data_eve
 
 DEFAULT_STALL_MS = 600_000
 MALFORMED = b'data: {"id":"chatcmpl-mock-malformed","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"oops"\n\n'
+MALFORMED_RESPONSES = (b'event: response.output_text.delta\n'
+                       b'data: {"type":"response.output_text.delta","item_id":"msg_mock_malformed","delta":"oops"\n\n')
 PING = b": ping\n\n"
 
 
@@ -121,8 +123,9 @@ def apply(plan: Plan, fault: Fault | None) -> Plan:
     if fault.ping_every:
         steps = add_pings(steps, fault.ping_every)
     if fault.malformed_after is not None:
-        steps = insert_after(steps, fault.malformed_after, Step(0.0, MALFORMED))
-    cut = _cut(fault)
+        malformed = MALFORMED_RESPONSES if plan.api == "responses" else MALFORMED
+        steps = insert_after(steps, fault.malformed_after, Step(0.0, malformed))
+    cut = _cut(fault, plan.api)
     if cut is not None:
         count, step = cut
         steps = insert_after(steps, count, step, truncate=True)
@@ -130,12 +133,17 @@ def apply(plan: Plan, fault: Fault | None) -> Plan:
     return plan
 
 
-def _cut(fault: Fault):
+def _cut(fault: Fault, api: str = "chat"):
     """The fault that ends the stream early, as (after N events, the final step)."""
     if fault.disconnect_after is not None:
         return fault.disconnect_after, Step(0.0, b"", DISCONNECT, event=False)
     if fault.error_after is not None:
         message = fault.error or "The service encountered an unexpected error"
+        if api == "responses":
+            # The Responses API's own error event; its sequence_number follows the N events before it.
+            body = dumps({"type": "error", "code": fault.code or "server_error", "message": message, "param": None,
+                          "sequence_number": fault.error_after})
+            return fault.error_after, Step(0.0, b"event: error\n" + data_event(body))
         body = dumps({"code": fault.code or code_for(500), "error": message})
         return fault.error_after, Step(0.0, data_event(body))
     if fault.stall_after is not None:

@@ -1,4 +1,4 @@
-"""Responses made up on the spot: the synthetic load generator and the default answer.
+"""Responses made up on the spot: the synthetic load generator, the paced generator, the default answer.
 
 `synthetic` is byte-compatible with shared/bench/mock_sse.js (same parameters, defaults, limits,
 text, chunk layout, usage numbers): `chunks=N delay=MS size=CHARS` in the last user message. It is
@@ -40,10 +40,28 @@ def message_text(message) -> str:
 
 
 def last_user_text(body: dict) -> str:
+    """The last user message's text: of `messages` (chat) or of `input` (the Responses API: a string,
+    or items whose user messages have input_text parts; without one, the last function_call_output)."""
+    if "messages" not in body and "input" in body:
+        return last_input_text(body.get("input"))
     messages = body.get("messages") if isinstance(body.get("messages"), list) else []
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             return message_text(message)
+    return ""
+
+
+def last_input_text(items) -> str:
+    if isinstance(items, str):
+        return items
+    items = items if isinstance(items, list) else []
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("role") == "user":
+            return message_text(item)
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            output = item.get("output")
+            return output if isinstance(output, str) else ""
     return ""
 
 
@@ -138,4 +156,49 @@ def default_answer(body: dict, completion_id: str) -> Plan:
     return Plan(200, dict(SSE_HEADERS), True, steps=steps)
 
 
-__all__ = ["default_answer", "last_user_text", "message_text", "synthetic", "wants_synthetic"]
+PACED_WORDS = ("The", " model", " writes", " one", " token", " after", " another", " at", " a", " pace", " drawn",
+               " from", " the", " scenario", "'s", " distributions", ".")
+
+
+@functools.lru_cache(maxsize=256)
+def _paced_tail(start: int, count: int, first: bool) -> bytes:
+    """The content of one paced chunk (tokens start..start+count of the word ring) and the event's end."""
+    text = "".join(PACED_WORDS[i % len(PACED_WORDS)] for i in range(start, start + count))
+    return (b'{"role":"assistant","content":' if first else b'{"content":') + dumps(text) + b'},"finish_reason":null}]}\n\n'
+
+
+def paced(body: dict, pacing, completion_id: str) -> Plan:
+    """A stream (or completion) timed by one draw of the scenario's pacing (pacing.py): the first
+    chunk after the drawn TTFT, then one chunk of `chunk_tokens` tokens per drawn gap, capped by the
+    request's max_tokens / max_completion_tokens (then finish_reason "length")."""
+    draw = pacing.draw()
+    tokens, finish = draw.output_tokens, "stop"
+    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    if isinstance(cap, int) and not isinstance(cap, bool) and 0 < cap < tokens:
+        tokens, finish = cap, "length"
+    size = pacing.chunk_tokens
+    starts = range(0, tokens, size)
+    gaps = (draw.ttft,) + draw.gaps[: len(starts) - 1]
+    model = body.get("model") if isinstance(body.get("model"), str) else ""
+    usage = usage_for(body, tokens)
+    if not body.get("stream"):
+        content = "".join(PACED_WORDS[i % len(PACED_WORDS)] for i in range(tokens))
+        completion = {"id": completion_id, "object": "chat.completion", "created": DEFAULT_CREATED, "model": model,
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+                      "usage": usage}
+        return Plan(200, {}, False, dumps(completion), sum(gaps))
+    head = b'data: {"id":%s,"object":"chat.completion.chunk","created":%d,"model":%s,"choices":[{"index":0,"delta":' % (
+        dumps(completion_id), DEFAULT_CREATED, dumps(model))
+    steps = [Step(gap, head + _paced_tail(start % len(PACED_WORDS), min(size, tokens - start), start == 0))
+             for gap, start in zip(gaps, starts)]
+    steps.append(Step(0.0, head + b'{},"finish_reason":%s}]}\n\n' % dumps(finish)))
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):  # as xAI: a chunk of its own, no choices
+        usage_chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": DEFAULT_CREATED,
+                       "model": model, "choices": [], "usage": usage}
+        steps.append(Step(0.0, b"data: " + dumps(usage_chunk) + b"\n\n"))
+    steps.append(Step(0.0, DONE_BYTES, done=True))
+    return Plan(200, dict(SSE_HEADERS), True, steps=steps)
+
+
+__all__ = ["default_answer", "last_user_text", "message_text", "paced", "synthetic", "wants_synthetic"]

@@ -48,7 +48,7 @@ class Journal:
         entry = {
             "seq": self._seq, "time": time.time(), "method": method, "path": path,
             "headers": headers, "body": body, "scenario": None, "test_id": test_id,
-            "status": None, "events": 0, "ended": None, "ended_at": None,
+            "status": None, "events": 0, "ended": None, "ended_at": None, "tcp_nodelay": None,
         }
         self._entries[self._seq] = entry
         while len(self._entries) > self.limit:

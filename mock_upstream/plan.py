@@ -48,6 +48,7 @@ class Plan:
     close_delimited: bool = False  # no chunked framing: detach, raw HTTP/1.1, close to end
     slow_headers: float = 0.0  # seconds (not scaled) before anything is sent
     disconnect_at: float | None = None  # seconds (not scaled) after the headers: drop the TCP link
+    api: str = "chat"  # "responses": faults write Responses-shaped events (faults.py)
 
 
 def error_body(code: str, message: str) -> bytes:

@@ -35,15 +35,21 @@ async def pause(handler, seconds: float) -> None:
 
 class Clock:
     """Recorded delays on one timeline: each step is due at the sum of the delays so far, so
-    timer overshoot does not accumulate over a long stream."""
+    timer overshoot does not accumulate over a long stream. The timeline starts at `origin` (an
+    IOLoop time): when the request arrived, as the recorder measured the first delay from it."""
 
-    def __init__(self, speed: float):
+    def __init__(self, speed: float, origin: float | None = None):
         self.speed = speed
-        self.due = IOLoop.current().time()
+        self.due = IOLoop.current().time() if origin is None else origin
 
     async def wait(self, handler, delay: float) -> None:
         self.due += delay * self.speed
         await pause(handler, self.due - IOLoop.current().time())
+
+
+def origin(handler, plan: Plan) -> float:
+    """When the stream's timeline starts: the request's arrival, plus a fault's held-back headers."""
+    return getattr(handler, "arrived", IOLoop.current().time()) + plan.slow_headers
 
 
 async def play(handler, plan: Plan, speed: float) -> str:
@@ -79,11 +85,12 @@ async def _play_stream(handler, plan: Plan, speed: float) -> str:
     handler.set_header("Cache-Control", "no-cache")
     for name, value in plan.headers.items():
         handler.set_header(name, value)
+    handler.send_at_once()
     await handler.flush()
     if plan.disconnect_at is not None:
         handler.drop_later(plan.disconnect_at)
     done = False
-    clock = Clock(speed)
+    clock = Clock(speed, origin(handler, plan))
     for step in plan.steps:
         if step.delay and speed:
             await clock.wait(handler, step.delay)
@@ -110,6 +117,7 @@ async def _play_stream(handler, plan: Plan, speed: float) -> str:
 async def _play_raw(handler, plan: Plan, speed: float) -> str:
     """No chunked framing, no Content-Length: HTTP/1.1 body delimited by closing the connection."""
     stream = handler.take_stream()
+    handler.send_at_once(stream)
     reason = http.client.responses.get(plan.status, "Unknown")
     head = [f"HTTP/1.1 {plan.status} {reason}", "Content-Type: text/event-stream", "Cache-Control: no-cache"]
     head += [f"{k}: {v}" for k, v in plan.headers.items() if k.lower() not in ("content-type", "cache-control")]
@@ -120,7 +128,7 @@ async def _play_raw(handler, plan: Plan, speed: float) -> str:
         timer = IOLoop.current().call_later(plan.disconnect_at, handler.drop_detached, stream)
     try:
         await stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        clock = Clock(speed)
+        clock = Clock(speed, origin(handler, plan))
         for step in plan.steps:
             if step.delay and speed:
                 await clock.wait(handler, step.delay)

@@ -1,14 +1,16 @@
 """A recording proxy: relays each request to a real upstream and saves the exchange as a recording.
 
-    python -m mock_upstream.recorder --upstream https://api.x.ai --out my_story [--port 8601] [--dir DIR]
+    python run.py record --upstream https://api.x.ai --out my_story [--port 8601] [--dir DIR] [--overwrite]
+    (installed with pip: grok-record ...; or python -m mock_upstream.recorder ...)
 
 Point a client (the OpenAI SDK, the gateway) at the printed URL. Every /v1 exchange becomes
-`DIR/NAME.jsonl`, then `NAME-2.jsonl`, ... in mock-recording/1 (README.md "Recording format"):
-status, the headers that matter, every SSE event with its delay since the previous one (the first
-one since the request was sent), or the whole body when the answer was not streamed. The upstream
-key (--upstream-key or env XAI_API_KEY) replaces the client's Authorization upstream, and neither
-is ever written to a recording. Events that would not replay byte for byte as `data` objects are
-saved as `raw`, so a replay at speed 0 sends exactly the bytes the upstream sent.
+`DIR/NAME.jsonl`, then `NAME-2.jsonl`, ... in mock-recording/1 (README.md "Recording format"); the
+recorder refuses to start when an earlier run left NAME files in DIR, unless --overwrite deletes
+them first. Saved: status, the headers that matter, every SSE event with its delay since the
+previous one (the first one since the request was sent), or the whole body when the answer was not
+streamed. The upstream key (--upstream-key or env XAI_API_KEY) replaces the client's Authorization
+upstream, and neither is ever written to a recording. Events that would not replay byte for byte as
+`data` objects are saved as `raw`, so a replay at speed 0 sends exactly the bytes the upstream sent.
 """
 
 import argparse
@@ -16,7 +18,9 @@ import asyncio
 import base64
 import json
 import os
+import re
 import signal
+import sys
 import time
 
 import tornado.web
@@ -26,7 +30,7 @@ from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders
 from tornado.netutil import bind_sockets
 
-from mock_upstream.cli import is_loopback
+from mock_upstream.cli import default_prog, is_loopback
 from mock_upstream.plan import code_for, dumps, error_body
 from mock_upstream.recordings import FORMAT
 
@@ -187,6 +191,8 @@ class ProxyHandler(tornado.web.RequestHandler):
     def relay(self, chunk: bytes) -> None:
         if not self.relayed:
             self.relayed = True
+            # Tornado leaves Nagle on for a reused connection: events would wait for the delayed ACK.
+            self.request.connection.stream.set_nodelay(True)
             headers = self.upstream_headers()
             self.set_status(self.status_seen or 502)
             for name in KEPT_HEADERS + ("cache-control",):
@@ -254,14 +260,17 @@ def body_value(raw: bytes):
     return obj if isinstance(obj, (dict, list)) and dumps(obj) == raw else raw.decode("utf-8", "replace")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m mock_upstream.recorder", description="Record upstream exchanges as mock recordings.")
+def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog or default_prog("mock_upstream.recorder"),
+                                description="Record upstream exchanges as mock recordings.")
     p.add_argument("--upstream", required=True, help="upstream base URL, e.g. https://api.x.ai")
     p.add_argument("--out", required=True, help="recording name: NAME.jsonl, NAME-2.jsonl, ...")
     p.add_argument("--dir", default=".", help="where to write the recordings (default: current directory)")
     p.add_argument("--port", type=int, default=8601, help="port to listen on (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     p.add_argument("--upstream-key", default=os.environ.get("XAI_API_KEY"), help="upstream key (env XAI_API_KEY); else the client's")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the recordings of an earlier run with the same --out first (else the recorder refuses to start)")
     args = p.parse_args(argv)
     if not is_loopback(args.host):
         p.error("the recorder listens on loopback only")
@@ -286,8 +295,23 @@ async def serve(args: argparse.Namespace) -> None:
     recorder.client.close()
 
 
-def main(argv=None) -> None:
-    asyncio.run(serve(parse_args(argv)))
+def main(argv=None, prog: str | None = None) -> None:
+    """`python -m mock_upstream.recorder`, `run.py record` and `grok-record` (`prog` names which).
+
+    Exits 2, before listening, when recordings of an earlier run with the same --out are in --dir
+    (and --overwrite was not given): a second run would otherwise replace them without a word."""
+    args = parse_args(argv, prog)
+    os.makedirs(args.dir, exist_ok=True)
+    pattern = re.compile(re.escape(args.out) + r"(-[0-9]+)?\.jsonl")
+    earlier = sorted(f for f in os.listdir(args.dir) if pattern.fullmatch(f))
+    if earlier and not args.overwrite:
+        print(f"{prog or default_prog('mock_upstream.recorder')}: error: {os.path.join(args.dir, earlier[0])} exists "
+              f"({len(earlier)} recording(s) named {args.out!r} in {args.dir}); "
+              "choose another --out, or pass --overwrite to replace them", file=sys.stderr)
+        sys.exit(2)
+    for name in earlier:
+        os.remove(os.path.join(args.dir, name))
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,13 @@ from mock_upstream.plan import DISCONNECT, DONE_BYTES, STALL, WRITE, Plan, Step,
 
 FORMAT = "mock-recording/1"
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recordings")
-HEADER_KEYS = {"format", "name", "description", "kind", "status", "headers", "fault", "request"}
+HEADER_KEYS = {"format", "name", "description", "kind", "status", "headers", "fault", "request", "api"}
 EVENT_KINDS = ("data", "comment", "raw", "raw_b64", "action", "body")
-EVENT_KEYS = set(EVENT_KINDS) | {"delay_ms", "if", "ms", "split_utf8"}
+EVENT_KEYS = set(EVENT_KINDS) | {"delay_ms", "if", "ms", "split_utf8", "event"}
+APIS = ("chat", "responses")
+# The Responses API's last event of a successful (or at least finished) stream; the journal's
+# "complete" and the summed-up non-stream answer come from it, as [DONE] does for chat.
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 DEFAULT_STALL_MS = 600_000
 
 # Top-level "model" values are replaced by this while encoding, then by the request's model.
@@ -51,9 +55,12 @@ class EventTemplate:
 
 
 def template(obj) -> tuple:
-    """Encode `obj` (a chunk or a completion) into byte parts around its top-level model."""
+    """Encode `obj` (a chunk, a completion, a Response or a Responses event) into byte parts around
+    its model: the top-level `model`, or the `model` of a Responses event's `response`."""
     if isinstance(obj, dict) and isinstance(obj.get("model"), str):
         obj = dict(obj, model=_MODEL_MARK)
+    elif isinstance(obj, dict) and isinstance(obj.get("response"), dict) and isinstance(obj["response"].get("model"), str):
+        obj = dict(obj, response=dict(obj["response"], model=_MODEL_MARK))
     return tuple(dumps(obj).split(_MODEL_BYTES))
 
 
@@ -72,6 +79,7 @@ class Recording:
     description: str = ""
     headers: dict = field(default_factory=dict)
     fault: dict | None = None
+    api: str = "chat"  # "responses": a /v1/responses recording (typed events, a terminal event)
     events: list = field(default_factory=list)  # EventTemplate, for streams
     body: tuple = ()  # template parts of the JSON body (kind json, or a stream summed up)
     body_delay: float = 0.0
@@ -99,6 +107,10 @@ class Recording:
             return Plan(self.status, headers, False, b"", self.body_delay, disconnect_at=hold)
         if last is not None and last.parts[0].startswith(b"data: {"):
             body = last.parts[0][len(b"data: "):].rstrip(b"\n")
+            return Plan(500, {"Content-Type": "application/json"}, False, body, self.body_delay)
+        if last is not None and last.parts[0].startswith(b"event: error\ndata: {"):
+            event = json.loads(last.parts[0].split(b"\ndata: ", 1)[1])
+            body = dumps({"code": event.get("code") or "Internal error", "error": event.get("message", "")})
             return Plan(500, {"Content-Type": "application/json"}, False, body, self.body_delay)
         return Plan(500, {"Content-Type": "application/json"}, False,
                     dumps({"code": "Internal error", "error": "the stream ended without [DONE]"}), self.body_delay)
@@ -252,8 +264,11 @@ def _header(header: dict, path: str, where: _Where) -> Recording:
     description = header.get("description", "")
     if not isinstance(description, str):
         raise where.error("description must be a string")
+    api = header.get("api", "chat")
+    if api not in APIS:
+        raise where.error('api must be "chat" or "responses"')
     headers = {str(k): str(v) for k, v in headers.items()}
-    return Recording(name, path, kind, status, description, headers, fault)
+    return Recording(name, path, kind, status, description, headers, fault, api=api)
 
 
 def _body_lines(recording: Recording, lines: list, where: _Where) -> None:
@@ -278,6 +293,9 @@ def _body_lines(recording: Recording, lines: list, where: _Where) -> None:
             recording.body = template(obj["body"]) if not isinstance(obj["body"], str) else (obj["body"].encode(),)
             recording.body_delay = delay / 1000.0
             continue
+        if "event" in obj and (recording.api != "responses" or kind != "data" or not isinstance(obj["event"], str)
+                               or not obj["event"] or any(c in obj["event"] for c in "\r\n")):
+            raise where.error('"event" (a one-line name) belongs only to a "data" line of an api "responses" recording')
         event = _event(kind, obj, delay / 1000.0, where)
         recording.events.append(event)
         if kind == "data" and isinstance(obj["data"], dict):
@@ -285,7 +303,12 @@ def _body_lines(recording: Recording, lines: list, where: _Where) -> None:
     where.line = lines[-1][0] if lines else where.line
     if recording.kind == "json" and not recording.body:
         raise where.error('a kind "json" recording needs a "body" line')
-    if recording.kind == "stream" and any(e.done for e in recording.events):
+    if recording.api == "responses":
+        final = [c for c in chunks if c.get("type") in TERMINAL and isinstance(c.get("response"), dict)]
+        if final:
+            recording.body = template(final[-1]["response"])
+            recording.body_delay = sum(e.delay for e in recording.events)
+    elif recording.kind == "stream" and any(e.done for e in recording.events):
         summary = summarize_stream(chunks)
         if summary is not None:
             recording.body = template(summary)
@@ -309,7 +332,11 @@ def _event(kind: str, obj: dict, delay: float, where: _Where) -> EventTemplate:
         split = obj.get("split_utf8", False)
         if not isinstance(split, bool) or (split and "\\u" not in json.dumps(value)):
             raise where.error("split_utf8 must be true or false, on data with a non-ASCII character")
-        return EventTemplate(delay, _wrap(template(value)), usage_only=bool(only), split=split)
+        parts = _wrap(template(value))
+        if "event" in obj:
+            parts = (b"event: " + obj["event"].encode() + b"\n" + parts[0],) + parts[1:]
+        done = obj.get("event") in TERMINAL
+        return EventTemplate(delay, parts, usage_only=bool(only), split=split, done=done)
     if kind == "comment":
         if not isinstance(value, str) or "\n" in value or "\r" in value:
             raise where.error("comment must be a one-line string")

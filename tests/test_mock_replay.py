@@ -42,12 +42,21 @@ def expected(name, model, include_usage=False):
 @pytest.mark.parametrize("name", STREAMS)
 @pytest.mark.parametrize("usage", [False, True])
 def test_recording_bytes_at_speed_0(mock, name, usage):
-    r = chat(mock, body(usage=usage, model="my-model"), **mock_headers(name))
+    send = chat if RECORDINGS[name].api == "chat" else responses  # a Responses recording has no usage option
+    r = send(mock, body(usage=usage, model="my-model"), **mock_headers(name))
     assert r.status_code == RECORDINGS[name].status
     assert r.headers["Content-Type"].startswith("text/event-stream")
-    assert r.content == expected(name, "my-model", usage)
-    again = chat(mock, body(usage=usage, model="my-model"), **mock_headers(name))
+    assert r.content == expected(name, "my-model", usage and send is chat)
+    again = send(mock, body(usage=usage, model="my-model"), **mock_headers(name))
     assert again.content == r.content
+
+
+def responses(mock, chat_body, **headers):
+    """The same request to /v1/responses (a chat body's last message as the input)."""
+    session = requests.Session()
+    session.trust_env = False
+    body = {"model": chat_body["model"], "input": chat_body["messages"][-1]["content"], "stream": chat_body["stream"]}
+    return session.post(mock.base + "/responses", json=body, headers={**AUTH, **headers}, timeout=10)
 
 
 def test_story_is_what_the_file_says(mock):

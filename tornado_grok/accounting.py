@@ -4,9 +4,14 @@ import collections
 
 
 def usage_numbers(usage: dict | None) -> tuple[int, int, int]:
-    """(prompt, completion, reasoning) tokens from an OpenAI/xAI usage object; zeros when absent."""
+    """(prompt, completion, reasoning) tokens from an OpenAI/xAI usage object, chat completions'
+    (prompt_/completion_tokens) or the Responses API's (input_/output_tokens); zeros when absent."""
     if not isinstance(usage, dict):
         return 0, 0, 0
+    if "input_tokens" in usage or "output_tokens" in usage:
+        details = usage.get("output_tokens_details") or {}
+        reasoning = details.get("reasoning_tokens", 0) if isinstance(details, dict) else 0
+        return _int(usage.get("input_tokens")), _int(usage.get("output_tokens")), _int(reasoning)
     details = usage.get("completion_tokens_details") or {}
     reasoning = details.get("reasoning_tokens", 0) if isinstance(details, dict) else 0
     return (_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), _int(reasoning))

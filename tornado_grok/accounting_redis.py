@@ -8,11 +8,9 @@ process ends first).
 
 import collections
 
-from redis.exceptions import RedisError
-
 from .accounting import Accounting, count
 from .errors import GatewayError
-from .ratelimit_redis import PREFIX, RedisHealth, RedisLimiter, connect
+from .ratelimit_redis import PREFIX, RedisHealth, RedisLimiter, Unavailable, connect
 
 
 class RedisAccounting:
@@ -44,15 +42,14 @@ class RedisAccounting:
             while self._pending and not self.health.down:
                 pending, self._pending = self._pending, collections.defaultdict(collections.Counter)
                 try:
-                    async with self.health.slots, self.client.pipeline(transaction=True) as pipe:
+                    async with self.health.call(), self.client.pipeline(transaction=True) as pipe:
                         for key, counts in pending.items():
                             pipe.sadd(self.prefix + "usage:keys", key)
                             for field, n in counts.items():
                                 if n:
                                     pipe.hincrby(self._hash(key), field, n)
                         await pipe.execute()
-                except (RedisError, OSError) as e:
-                    self.health.failed(e)
+                except Unavailable:
                     for key, counts in pending.items():
                         self._pending[key].update(counts)
         finally:
@@ -62,14 +59,13 @@ class RedisAccounting:
         if not self.health.down and not self._flushing:
             await self.flush()
         try:
-            async with self.health.slots:
+            async with self.health.call():
                 names = sorted(await self.client.smembers(self.prefix + "usage:keys"))
-            async with self.health.slots, self.client.pipeline(transaction=False) as pipe:
+            async with self.health.call(), self.client.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.hgetall(self._hash(name))
                 rows = await pipe.execute()
-        except (RedisError, OSError) as e:
-            self.health.failed(e)
+        except Unavailable:
             raise GatewayError(503, "the usage store (Redis) is unreachable; retry shortly",
                                code="usage_unavailable", headers={"Retry-After": "1"})
         return {name: {f: int(row.get(f, 0)) for f in self.FIELDS} for name, row in zip(names, rows)}
@@ -86,4 +82,5 @@ def make_accounting(config, limiter=None):
         return Accounting()
     if isinstance(limiter, RedisLimiter):
         return RedisAccounting(limiter.health)
-    return RedisAccounting(RedisHealth(connect(config.redis_url), config.redis_url, config.redis_failure_mode))
+    return RedisAccounting(RedisHealth(connect(config.redis_url, config.redis_timeout), config.redis_url,
+                                       config.redis_failure_mode, timeout=config.redis_timeout))

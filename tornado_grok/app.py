@@ -1,45 +1,19 @@
 """make_app(config, gateway) -> tornado.web.Application: the one place routes are joined."""
 
-import sys
-
-
 import ujson
 from tornado import web
-from tornado.ioloop import IOLoop
 
+from .accesslog import access_log
 from .config import Config
 from .gateway import Gateway
-from .handlers import admin, chat, health, images, models, passthrough, vision
-from .handlers.base import NotFoundHandler, TooLargeHandler
+from .handlers import admin, chat, health, images, models, passthrough, responses, vision
+from .handlers.base import PEEK_BYTES, APIHandler, NotFoundHandler, RefusedHandler, TooLargeHandler, screen
 from .metrics import endpoint_label
 from .redact import REDACTED, loggable
 
 
 
-class AccessLog:
-    """The access log's writer: one line per request to stderr, the lines of one IOLoop turn
-    written together (one write instead of a logging record, a lock and a flush per request)."""
-
-    def __init__(self, stream=None):
-        self.stream = stream
-        self.lines: list[str] = []
-
-    def write(self, line: str) -> None:
-        if not self.lines:
-            IOLoop.current().add_callback(self.flush)
-        self.lines.append(line)
-
-    def flush(self) -> None:
-        lines, self.lines = self.lines, []
-        if lines:
-            stream = self.stream or sys.stderr
-            stream.write("\n".join(lines) + "\n")
-            stream.flush()
-
-
-access_log = AccessLog()
-
-ROUTE_MODULES = (chat, images, vision, models, passthrough, health, admin)
+ROUTE_MODULES = (chat, responses, images, vision, models, passthrough, health, admin)
 
 
 def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.Application:
@@ -61,17 +35,35 @@ def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.
 
 
 class _Application(web.Application):
-    """Sends a request whose declared body is over the limit to a handler that answers 413 at once.
+    """Decides from the request head, before any body byte is read, whether a request is refused.
 
-    The other handlers take their body whole (fewer IOLoop turns per request than streaming it).
+    A /api/v1 request is screened (draining, connection cap, key, declared size, upstream cap) and a
+    refused one goes to a handler that answers at once, so an unauthenticated client never makes the
+    gateway read or parse a body (nor gets `100 Continue`). The admitted key rides on the request, so
+    the handler does not authenticate again. The other endpoints take no body: one over PEEK_BYTES
+    is a 413 at once. Admitted handlers take their body whole (fewer IOLoop turns than streaming it).
     """
 
     def find_handler(self, request, **kwargs):
-        length = request.headers.get("Content-Length")
         gateway = self.settings["gateway"]
-        if length and length.isdigit() and int(length) > gateway.config.max_body_size:
-            return self.get_handler_delegate(request, TooLargeHandler, {"gateway": gateway})
-        return super().find_handler(request, **kwargs)
+        delegate = super().find_handler(request, **kwargs)
+        target = getattr(delegate, "handler_class", None)
+        # A CORS preflight carries no key by design (BaseHandler.options answers it, or 405 with CORS off).
+        if target is not None and issubclass(target, APIHandler) and target.implements(request.method) \
+                and request.method != "OPTIONS":
+            refusal = screen(gateway, request)
+            if refusal is not None:
+                return self.get_handler_delegate(request, RefusedHandler, {
+                    "gateway": gateway, "error": refusal, "answers_sse": target.answers_sse})
+            return delegate
+        # The other endpoints (health, metrics, admin, unknown paths) take no body: a big or chunked
+        # one is refused unread rather than read for nothing by someone who needs no key.
+        length = request.headers.get("Content-Length", "")
+        if "Transfer-Encoding" in request.headers or (length.isdigit() and int(length) > PEEK_BYTES):
+            if target is not NotFoundHandler:
+                return self.get_handler_delegate(request, TooLargeHandler, {"gateway": gateway,
+                                                                            "limit": PEEK_BYTES})
+        return delegate
 
 
 def _metrics_only(handler) -> None:

@@ -5,15 +5,23 @@ a lookup goes by the digest of what the client sent, so its timing says nothing 
 and the final comparison is hmac.compare_digest.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
+import re
 import secrets
+import tempfile
 import time
 
+from .config import ConfigError
 from .errors import GatewayError
+
+log = logging.getLogger("tornado_grok")
 
 KEY_PREFIX = "tg-"
 DEV_KEY = "tg-dev-local-mock-key"  # accepted only while the gateway serves from the bundled mock
@@ -50,29 +58,37 @@ class KeyStore:
         self.reload()
 
     def reload(self) -> None:
+        """Reads the file; a bad file raises KeysFileError (at start, the gateway must not run on it)."""
         keys = {k.digest: k for k in self._extra}
-        try:
-            self._mtime = os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:
-            self._mtime = None
-        else:
+        self._mtime = _stamp(self.path)
+        if self._mtime is not None:
             for entry in read_file(self.path):
                 keys[entry.digest] = entry
         self._by_digest = keys
         self.generation += 1
 
     def _maybe_reload(self) -> None:
-        """Picks up keys added by `run.py keys add` while running, at most once a second."""
+        """Picks up keys added by `run.py keys add` while running, at most once a second.
+
+        A file that went bad while running (a hand edit, a full disk) does not take the gateway down
+        or turn requests into 500s: the last good keys stay in force, and the problem is logged once
+        per change of the file.
+        """
         now = time.monotonic()
         if now - self._checked < 1.0:
             return
         self._checked = now
         try:
-            mtime = os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:
-            mtime = None
-        if mtime != self._mtime:
+            stamp = _stamp(self.path)
+        except KeysFileError as e:
+            stamp = str(e)  # the folder cannot be read: reported once, like a bad file
+        if stamp == self._mtime:
+            return
+        try:
             self.reload()
+        except KeysFileError as e:
+            self._mtime = stamp  # not again until the file changes again
+            log.error("%s; still using the %d keys read before", e, len(self._by_digest))
 
     def authenticate(self, header: str | None) -> ClientKey:
         if not header:
@@ -96,34 +112,118 @@ class KeyStore:
         return len(self._by_digest)
 
 
+class KeysFileError(ConfigError):
+    """The keys file cannot be used; the message names the file (and the line, for bad JSON)."""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_LIMIT_NAMES = ("requests_per_minute", "concurrent_requests", "tokens_per_minute")
+
+
+def _stamp(path: str):
+    """What tells a changed file from an unchanged one, or None when there is no file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise KeysFileError("keys file %s: %s" % (path, e.strerror or e)) from None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def read_doc(path: str) -> dict:
+    """The keys file as {"keys": [...]}, checked; {"keys": []} when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return {"keys": []}
+    except (OSError, UnicodeDecodeError) as e:
+        raise KeysFileError("keys file %s: cannot read it: %s" % (path, getattr(e, "strerror", None) or e)) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise KeysFileError("keys file %s: line %d column %d: not valid JSON: %s"
+                            % (path, e.lineno, e.colno, e.msg)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise KeysFileError('keys file %s: expected an object {"keys": [...]}' % path)
+    names = set()
+    for i, e in enumerate(doc["keys"]):
+        where = "keys file %s: keys[%d]" % (path, i)
+        if not isinstance(e, dict):
+            raise KeysFileError("%s: expected an object, not %s" % (where, type(e).__name__))
+        if not isinstance(e.get("name"), str) or not e["name"]:
+            raise KeysFileError('%s: "name" must be a non-empty string' % where)
+        if e["name"] in names:
+            raise KeysFileError("%s: the name %r is used twice" % (where, e["name"]))
+        names.add(e["name"])
+        if not isinstance(e.get("sha256"), str) or not _SHA256.fullmatch(e["sha256"]):
+            raise KeysFileError('%s (%s): "sha256" must be 64 lowercase hex digits' % (where, e["name"]))
+        limits = e.get("limits")
+        if limits is not None and not (isinstance(limits, dict) and all(
+                k in _LIMIT_NAMES and type(v) is int and v >= 0 for k, v in limits.items())):
+            raise KeysFileError('%s (%s): "limits" must be an object of %s, each a whole number >= 0'
+                                % (where, e["name"], ", ".join(_LIMIT_NAMES)))
+    return doc
+
+
 def read_file(path: str) -> list[ClientKey]:
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-    return [ClientKey(e["name"], e["sha256"], e.get("limits")) for e in doc.get("keys", [])]
+    """The keys of a keys file ([] when it does not exist); KeysFileError when it cannot be used."""
+    return [ClientKey(e["name"], e["sha256"], e.get("limits")) for e in read_doc(path)["keys"]]
+
+
+@contextlib.contextmanager
+def _locked(path: str):
+    """Holds an exclusive lock on `path`.lock, so concurrent `keys add` runs write one after another."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_atomic(path: str, doc: dict) -> None:
+    """Replaces `path` with `doc` so a reader sees the old file or the new one, whole, even after a crash."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp made it 0600: owner only
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)  # the rename itself survives a power loss
+    finally:
+        os.close(dfd)
 
 
 def add_key(path: str, name: str, limits: dict | None = None) -> str:
-    """Creates a key named `name`, stores only its hash in `path`, and returns the key itself."""
+    """Creates a key named `name`, stores only its hash in `path`, and returns the key itself.
+
+    Safe to run many times at once on one file: the read-modify-write happens under a lock, and the
+    file is replaced atomically, so no key that was printed is ever lost.
+    """
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError("a key name uses letters, digits, '-', '_' and '.' only")
-    doc = {"keys": []}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    if any(e["name"] == name for e in doc["keys"]):
-        raise ValueError("a key named %r exists already" % name)
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    entry = {"name": name, "sha256": digest(key), "created": int(time.time())}
-    if limits:
-        entry["limits"] = limits
-    doc["keys"].append(entry)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    with _locked(path):
+        doc = read_doc(path)
+        if any(e["name"] == name for e in doc["keys"]):
+            raise ValueError("a key named %r exists already" % name)
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        entry = {"name": name, "sha256": digest(key), "created": int(time.time())}
+        if limits:
+            entry["limits"] = limits
+        doc["keys"].append(entry)
+        _write_atomic(path, doc)
     return key
 
 

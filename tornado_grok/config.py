@@ -7,6 +7,8 @@ from typing import Any
 
 XAI_BASE_URL = "https://api.x.ai/v1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not os.path.isdir(os.path.join(ROOT, "conf")):  # installed with pip: the working directory's conf/,
+    ROOT = os.getcwd()  # not one in site-packages (`keys add` writes keys.json into it)
 DEFAULT_CONFIG_FILE = os.path.join(ROOT, "conf", "gateway.toml")
 
 
@@ -24,6 +26,11 @@ class Config:
     workers: int = 1
     max_body_size: int = 20 * 1024 * 1024
     max_connections: int = 20000
+    header_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    body_timeout: float = 60.0
+    max_header_size: int = 64 * 1024
+    max_header_count: int = 100
     drain_seconds: float = 30.0
     keys_file: str = os.path.join(ROOT, "conf", "keys.json")
     event_loop: str = "uvloop"
@@ -32,6 +39,7 @@ class Config:
     upstream_url: str = ""
     upstream_key: str = ""
     max_upstream: int = 10000
+    max_upstream_body: int = 64 * 1024 * 1024
     forward_mock_headers: bool = False
     connect_timeout: float = 10.0
     first_event_timeout: float = 600.0
@@ -42,6 +50,7 @@ class Config:
     stream_fallback_format: str = "json"
     sse_error_format: str = "seed"
     high_water_mark: int = 64 * 1024
+    max_event_size: int = 8 * 1024 * 1024
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
@@ -54,6 +63,7 @@ class Config:
     ratelimit_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_failure_mode: str = "fail_open"
+    redis_timeout: float = 0.05
     lease_seconds: float = 30.0
     # [cors] browsers; off while cors_origins is empty
     cors_origins: tuple = ()
@@ -62,10 +72,12 @@ class Config:
     cors_max_age: int = 600
     # [logging]
     access_log: bool = True
+    log_queue_bytes: int = 4 * 1024 * 1024
     debug_endpoints: bool = False
     # Filled at load time, not settable from the file.
     aliases: dict = dataclasses.field(default_factory=dict)
     mock: bool = False
+    metrics_dir: str = ""  # set by the --workers supervisor: prometheus_client's multiprocess folder
 
     def validate(self) -> None:
         choices = {
@@ -79,7 +91,9 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ConfigError("%s must be one of %s, not %r" % (name, ", ".join(allowed), getattr(self, name)))
         for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "total_timeout",
-                     "keepalive_interval", "drain_seconds", "lease_seconds"):
+                     "keepalive_interval", "drain_seconds", "lease_seconds", "header_timeout",
+                     "keepalive_timeout", "body_timeout", "max_header_size", "max_header_count",
+                     "max_connections", "redis_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         for origin in self.cors_origins:
@@ -87,11 +101,16 @@ class Config:
                 raise ConfigError("cors_origins: %r is not an origin (scheme://host[:port], or \"*\")" % origin)
         if self.cors_max_age < 0:
             raise ConfigError("cors_max_age must not be negative")
+        for name in ("log_queue_bytes", "max_upstream_body"):
+            if getattr(self, name) <= 0:
+                raise ConfigError("%s must be greater than 0" % name)
+        if self.max_event_size < 65536:  # an upstream read (16 KiB) must fit in one event's bound
+            raise ConfigError("max_event_size must be at least 65536 bytes")
         if not self.upstream_url.startswith(("http://", "https://")):
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("aliases", "mock")}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("aliases", "mock", "metrics_dir")}
 
 
 def _coerce(name: str, value: Any) -> Any:

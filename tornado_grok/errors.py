@@ -23,6 +23,7 @@ _TYPES = {
     403: "permission_error",
     404: "not_found_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     502: "upstream_error",
     503: "service_unavailable",
     504: "timeout_error",
@@ -155,3 +156,9 @@ def timeout(which: str) -> GatewayError:
 def draining() -> GatewayError:
     return GatewayError(503, "the gateway is shutting down; retry on another instance",
                         code="draining", headers={"Retry-After": "1"})
+
+
+def upstream_too_large(limit: int) -> GatewayError:
+    """A whole (non-streamed) upstream answer over max_upstream_body: refused, not buffered."""
+    return GatewayError(502, "the upstream's answer is larger than max_upstream_body (%d bytes)" % limit,
+                        code="upstream_too_large")

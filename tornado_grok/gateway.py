@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import time
 
 from tornado.ioloop import PeriodicCallback
@@ -30,7 +31,7 @@ class Gateway:
         self.config = config
         self.upstream = upstream or UpstreamClient(
             config.upstream_url, config.upstream_key, max_clients=config.max_upstream,
-            connect_timeout=config.connect_timeout)
+            connect_timeout=config.connect_timeout, max_body_size=config.max_upstream_body)
         self.keys = keys if keys is not None else KeyStore(config.keys_file)
         self.limiter = limiter if limiter is not None else MemoryLimiter()
         self.accounting = accounting if accounting is not None else Accounting()
@@ -42,7 +43,8 @@ class Gateway:
         self._limits_generation = 0
         self.streams: set = set()
         self.inflight = 0  # admitted /api/v1 requests not yet finished
-        self.open_requests = 0  # /api/v1 requests being handled, admitted or not (max_connections)
+        self.open_requests = 0  # /api/v1 requests being handled, admitted or not
+        self.connections = None  # the server's ConnectionSlots (max_connections), set by server.py
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -101,14 +103,18 @@ class Gateway:
     def state(self) -> dict:
         """What is held right now; all zero when the gateway is idle (GET /debug/state)."""
         limiter_inflight = getattr(self.limiter, "inflight", None)
+        limiter_state = getattr(self.limiter, "state", None)  # the Redis breaker, when there is one
         return {
             "open_streams": len(self.streams),
             "paused_streams": sum(1 for r in self.streams if r.call is not None and r.call.paused),
             "upstream_active": len(self.upstream.active),
             "inflight": self.inflight,
             "open_requests": self.open_requests,
+            "open_connections": self.connections.open if self.connections is not None else None,
             "limiter_inflight": limiter_inflight() if callable(limiter_inflight) else None,
             "draining": self.draining,
+            "redis": limiter_state() if callable(limiter_state) else None,
+            "pid": os.getpid(),  # which worker answered, with --workers N
         }
 
     async def close(self) -> None:

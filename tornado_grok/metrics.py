@@ -3,17 +3,31 @@
 Everything is recorded once per request, when it ends (`observe`, called from the access-log hook in
 app.py), or read on scrape (gauges with set_function); nothing is done per chunk. A stream's bytes,
 events and keep-alives are added from the relay's own counters at its end.
+
+With `--workers N` the supervisor turns on prometheus_client's multiprocess mode (use_multiprocess):
+every worker writes its values to files in one folder, and a scrape, whichever worker answers it,
+sums the files of every worker (MultiProcessCollector). Counters of workers that exited still count;
+gauges count live workers only (mark_process_dead) and are refreshed once a second, not on scrape.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import glob
+import os
+import shutil
+import tempfile
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from . import accesslog
 
 # generate_latest() writes the classic text format, which every Prometheus version reads as 0.0.4.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _ENDPOINTS = frozenset((
-    "/api/v1/chat/completions", "/api/v1/images/generate", "/api/v1/images/generations",
+    "/api/v1/chat/completions", "/api/v1/responses", "/api/v1/images/generate", "/api/v1/images/generations",
     "/api/v1/vision/analyze", "/api/v1/models", "/healthz", "/readyz", "/metrics", "/admin/usage",
     "/debug/state",
 ))
@@ -25,13 +39,51 @@ def endpoint_label(path: str) -> str:
         return path
     if path.startswith("/api/v1/models/"):
         return "/api/v1/models/{id}"
+    if path.startswith("/api/v1/responses/"):
+        return "/api/v1/responses/{id}"
     return "other"
 
 
-class Metrics:
-    """The gateway's collectors; `render()` is the /metrics body."""
+def use_multiprocess() -> tuple[str, bool]:
+    """Makes the metrics of this process, and of processes forked from it, go to files in one folder.
 
-    def __init__(self, gateway=None):
+    Called by the --workers supervisor before it forks. The folder is $PROMETHEUS_MULTIPROC_DIR when
+    the operator set it (its old files are removed: they hold a previous run's counts), else a new
+    temporary folder. Returns (folder, whether it was made here, for remove_multiprocess_dir).
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    made = not path
+    if made:
+        path = tempfile.mkdtemp(prefix="tornado_grok-metrics-")
+    else:
+        os.makedirs(path, exist_ok=True)
+        for f in glob.glob(os.path.join(path, "*.db")):
+            os.remove(f)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    values.ValueClass = values.get_value_class()  # prometheus_client read the variable at import
+    return path, made
+
+
+def process_dead(pid: int, path: str) -> None:
+    """A worker exited: its live gauges stop counting (its counters keep counting, as they should)."""
+    multiprocess.mark_process_dead(pid, path)
+
+
+def remove_multiprocess_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Metrics:
+    """The gateway's collectors; `render()` is the /metrics body.
+
+    multiprocess_dir (the gateway config's metrics_dir, set by the --workers supervisor): the folder
+    of prometheus_client's multiprocess mode; a scrape then reports the sum over every worker.
+    """
+
+    def __init__(self, gateway=None, multiprocess_dir: str | None = None):
+        if multiprocess_dir is None and gateway is not None:
+            multiprocess_dir = getattr(gateway.config, "metrics_dir", "") or None
+        self.multiprocess_dir = multiprocess_dir
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("tornado_grok_requests", "Requests answered, by endpoint and status.",
                                 ["endpoint", "status"], registry=r)
@@ -55,17 +107,44 @@ class Metrics:
                                      registry=r)
         self.events_relayed = Counter("tornado_grok_relayed_events", "SSE data events written to streaming "
                                       "clients.", registry=r)
+        self._gauges: list = []  # (gauge, function) refreshed by refresh() in multiprocess mode
         if gateway is not None:
-            Gauge("tornado_grok_open_streams", "Streams open now.", registry=r) \
-                .set_function(lambda: len(gateway.streams))
-            Gauge("tornado_grok_open_requests", "Client requests being handled now (max_connections cap).",
-                  registry=r).set_function(lambda: gateway.open_requests)
-            Gauge("tornado_grok_upstream_active", "Upstream transfers in flight now (max_upstream cap).",
-                  registry=r).set_function(lambda: len(gateway.upstream.active))
-            Gauge("tornado_grok_draining", "1 while the gateway drains after SIGTERM.", registry=r) \
-                .set_function(lambda: 1 if gateway.draining else 0)
+            self._gauge("tornado_grok_open_streams", "Streams open now.", lambda: len(gateway.streams))
+            self._gauge("tornado_grok_open_requests", "Client requests being handled now.",
+                        lambda: gateway.open_requests)
+            self._gauge("tornado_grok_upstream_active", "Upstream transfers in flight now (max_upstream cap).",
+                        lambda: len(gateway.upstream.active))
+            self._gauge("tornado_grok_draining", "1 while the gateway drains after SIGTERM.",
+                        lambda: 1 if gateway.draining else 0, mode="livemax")
+            if self._gauges:  # the gateway is still being built: its first values come a loop turn later
+                IOLoop.current().add_callback(self.refresh)
+                self._refresher = PeriodicCallback(self.refresh, 1000)
+                self._refresher.start()
 
+        if self.multiprocess_dir is None:
+            r.register(_LogLinesDropped())
+        else:  # the writer thread's count, added to a counter every worker's file holds (refresh)
+            self.log_lines_dropped = Counter("tornado_grok_log_lines_dropped", "Log lines (access log and "
+                                             "others) dropped because stderr was not read fast enough.",
+                                             registry=r)
+            self._dropped_seen = 0
         self._children: dict = {}
+
+    def _gauge(self, name: str, documentation: str, function, mode: str = "livesum") -> None:
+        """A gauge read from `function`: on scrape, or (multiprocess) every second, summed over workers."""
+        if self.multiprocess_dir is None:
+            Gauge(name, documentation, registry=self.registry).set_function(function)
+        else:  # another worker answers some scrapes: the value must be in this worker's file already
+            g = Gauge(name, documentation, registry=self.registry, multiprocess_mode=mode)
+            self._gauges.append((g, function))
+
+    def refresh(self) -> None:
+        for gauge, function in self._gauges:
+            gauge.set(function())
+        dropped = accesslog.dropped()
+        if self.multiprocess_dir is not None and dropped > self._dropped_seen:
+            self.log_lines_dropped.inc(dropped - self._dropped_seen)
+            self._dropped_seen = dropped
 
     def _child(self, metric, *labels):
         """metric.labels(*labels), remembered: prometheus_client's lookup costs more than the increment."""
@@ -108,4 +187,17 @@ class Metrics:
                 self.events_relayed.inc(relay.events)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        self.refresh()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, self.multiprocess_dir)
+        return generate_latest(registry)
+
+
+class _LogLinesDropped:
+    """tornado_grok_log_lines_dropped_total, read from the process's log writer on scrape."""
+
+    def collect(self):
+        yield CounterMetricFamily("tornado_grok_log_lines_dropped", "Log lines (access log and others) "
+                                  "dropped because stderr was not read fast enough.", value=accesslog.dropped())

@@ -11,11 +11,15 @@ MemoryLimiter, but every decision is one Lua script run atomically inside Redis:
 
 When Redis cannot be reached, `redis_failure_mode` decides: "fail_open" admits requests under
 per-process limits (the memory backend's, as best-effort headers), "fail_closed" answers 503 with
-Retry-After. The outage is logged once when it starts and once when it ends; a background PING
-notices the recovery, and requests use Redis again from then on.
+Retry-After. Every call has `redis_timeout` (tens of ms) to answer, so a Redis that hangs (stopped,
+swapping, a network black hole) costs a request at most that long. The first failure opens a circuit
+breaker (RedisHealth.down): from then on no request calls Redis or waits for a connection to it, each
+decides by the failure mode at once, until a background PING sees Redis answer again. The outage is
+logged once when it starts and once when it ends.
 """
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
@@ -24,7 +28,7 @@ import time
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from .errors import GatewayError
 from .ratelimit import Decision, Limits, MemoryLimiter
@@ -33,7 +37,9 @@ log = logging.getLogger("tornado_grok.ratelimit")
 
 PREFIX = "tg:"
 PROBE_INTERVAL = 0.5  # seconds between PINGs while Redis is down
-REDIS_TIMEOUT = 1.0  # seconds for connect and for each command: a limiter must not stall requests
+REDIS_TIMEOUT = 0.05  # default seconds for connect and for each command (config: redis_timeout)
+LATE = 0.002  # a deadline timer that fires this late found the event loop busy: see patient_timeout
+PATIENCE = 8  # a busy loop may extend a call's deadline up to this many timeouts after it began
 MAX_CONNECTIONS = 16  # per process; more calls at once wait their turn for a connection
 
 # Shared by the scripts: ARGV[1] is "now" in seconds, or "" to use Redis's own clock (TIME). Numbers
@@ -132,16 +138,22 @@ return renewed
 """
 
 
-def connect(url: str, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+def connect(url: str, timeout: float = REDIS_TIMEOUT, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
     """A client that fails fast: a limiter that waits seconds for Redis stalls every request.
 
-    Callers hold RedisHealth.slots while they use it, so the pool is never asked for more than
-    max_connections at once (a burst of admissions queues on the semaphore, in order, instead).
+    Callers go through RedisHealth.call(), so the pool is never asked for more than max_connections
+    at once (a burst of admissions queues on a semaphore, in order, instead).
     """
-    # One immediate retry, on a new connection: a pooled connection that a Redis restart closed fails
-    # its next command, which is no outage.
-    return aioredis.Redis.from_url(url, max_connections=max_connections, socket_connect_timeout=REDIS_TIMEOUT,
-                                   socket_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 1),
+    # One immediate retry, on a new connection, for a closed connection only: a pooled connection
+    # that a Redis restart closed fails its next command, which is no outage. A timeout is not
+    # retried: a Redis that hangs would make every call wait twice.
+    # The deadline is patient_timeout's, around every call. redis-py's own timeouts stop a call at
+    # its longest patience even when the cancellation is lost: seen with uvloop when it arrives while
+    # a new connection is opened (the handshake's read then waits for this timeout).
+    backstop = timeout * (PATIENCE + 1)
+    return aioredis.Redis.from_url(url, max_connections=max_connections, socket_connect_timeout=backstop,
+                                   socket_timeout=backstop,
+                                   retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
                                    decode_responses=True)
 
 
@@ -153,27 +165,89 @@ def safe_url(url: str) -> str:
     return scheme + sep + rest
 
 
-class RedisHealth:
-    """One Redis connection shared by its users (the limiter, the accounting), and whether it answers.
+@contextlib.asynccontextmanager
+async def patient_timeout(seconds: float):
+    """asyncio.timeout(seconds) that counts only time the event loop was free to read the answer.
 
-    The first failure logs loudly and starts a PING loop that logs the recovery. `slots` bounds the
-    calls in flight to the pool's size. The last user to call done() closes the client, after the
-    calls in flight have finished.
+    A deadline timer that fires late means the loop was busy (a burst of requests) and may not have
+    read an answer that has arrived: the deadline is extended by `seconds`, as long as the call
+    began less than PATIENCE * `seconds` ago. A Redis that hangs is still given up on after
+    `seconds` on an idle loop (PATIENCE * `seconds` at worst on a busy one), and a burst on a healthy
+    Redis does not open the breaker with answers that were waiting in the socket.
+    """
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(None) as deadline:
+        def check(due: float) -> None:
+            nonlocal handle
+            now = loop.time()
+            if now - due > LATE and now - began < seconds * PATIENCE:
+                handle = loop.call_at(now + seconds, check, now + seconds)
+            else:
+                deadline.reschedule(now)  # expires on the next loop turn
+
+        began = loop.time()
+        handle = loop.call_at(began + seconds, check, began + seconds)
+        try:
+            yield
+        finally:
+            handle.cancel()
+
+
+class Unavailable(Exception):
+    """Redis is down (the breaker is open) or this call to it failed: decide without it."""
+
+
+class RedisHealth:
+    """One Redis connection shared by its users (the limiter, the accounting): a circuit breaker.
+
+    Every call goes through call(). The first failure opens the breaker (`down`), logs loudly and
+    starts a PING loop that closes it again and logs the recovery; while it is open, call() raises
+    Unavailable at once, without touching Redis, and so do calls that were waiting for a connection.
+    `slots` bounds the calls in flight to the pool's size. The last user to call done() closes the
+    client, after the calls in flight have finished.
     """
 
     def __init__(self, client: aioredis.Redis, url: str, failure_mode: str,
-                 max_connections: int = MAX_CONNECTIONS):
+                 max_connections: int = MAX_CONNECTIONS, timeout: float = REDIS_TIMEOUT):
         self.client = client
         self.slots = asyncio.Semaphore(max_connections)
         self.max_connections = max_connections
+        self.timeout = timeout
         self.url = safe_url(url)
         self.failure_mode = failure_mode
         self.down = False
         self.down_since = 0.0
         self.outages = 0
+        self.calls = 0  # calls sent to Redis
+        self.skipped = 0  # calls not made because the breaker was open
         self.closing = False
         self._users = 0
         self._probe = None
+
+    @contextlib.asynccontextmanager
+    async def call(self):
+        """Holds a connection slot around one Redis call; Unavailable instead while Redis is down.
+
+        A RedisError or OSError inside opens the breaker and comes out as Unavailable.
+        """
+        if self.down:
+            self.skipped += 1
+            raise Unavailable()
+        async with self.slots:
+            if self.down:  # it went down while this call waited for a connection: do not queue behind it
+                self.skipped += 1
+                raise Unavailable()
+            self.calls += 1
+            try:
+                async with patient_timeout(self.timeout):
+                    yield self.client
+            except (RedisError, OSError) as e:  # OSError includes TimeoutError
+                self.failed(e)
+                raise Unavailable() from e
+
+    def state(self) -> dict:
+        """Whether Redis is in use, and how many calls went to it or were decided without it."""
+        return {"down": self.down, "outages": self.outages, "calls": self.calls, "skipped": self.skipped}
 
     def use(self) -> "RedisHealth":
         self._users += 1
@@ -194,7 +268,9 @@ class RedisHealth:
         while True:
             await asyncio.sleep(PROBE_INTERVAL)
             try:
-                await self.client.ping()
+                self.calls += 1
+                async with patient_timeout(self.timeout):
+                    await self.client.ping()
             except (RedisError, OSError):
                 continue
             self.down = False
@@ -216,7 +292,7 @@ class RedisHealth:
                 await self.slots.acquire()
 
         try:
-            await asyncio.wait_for(quiesce(), REDIS_TIMEOUT * 2)
+            await asyncio.wait_for(quiesce(), self.timeout * 2 + 1)
         except asyncio.TimeoutError:
             pass
         await self.client.aclose()
@@ -237,12 +313,12 @@ class RedisLimiter:
     shared = True
 
     def __init__(self, client: aioredis.Redis, url: str = "", failure_mode: str = "fail_open",
-                 lease_seconds: float = 30.0, prefix: str = PREFIX, clock=None):
+                 lease_seconds: float = 30.0, prefix: str = PREFIX, clock=None, timeout: float = REDIS_TIMEOUT):
         self.client = client
         self.failure_mode = failure_mode
         self.lease_seconds = float(lease_seconds)
         self.prefix = prefix
-        self.health = RedisHealth(client, url, failure_mode).use()
+        self.health = RedisHealth(client, url, failure_mode, timeout=timeout).use()
         self._clock = clock  # tests: a function returning "now" in seconds instead of Redis TIME
         self._acquire = client.register_script(ACQUIRE)
         self._add_tokens = client.register_script(ADD_TOKENS)
@@ -264,18 +340,17 @@ class RedisLimiter:
     async def acquire(self, key: str, limits: Limits) -> Decision:
         if not (limits.requests_per_minute or limits.tokens_per_minute or limits.concurrent_requests):
             return Decision(True, key, limits)  # an unlimited key needs no Redis, even in an outage
-        if not self.health.down:
-            member = "%s:%d" % (self._instance, next(self._ids))
-            keys = self.keys(key)
-            try:
-                async with self.health.slots:
-                    out = await self._acquire(keys=keys, args=[
-                        self._now(), limits.requests_per_minute, limits.tokens_per_minute,
-                        limits.concurrent_requests, member, repr(self.lease_seconds)])
-            except (RedisError, OSError) as e:
-                self.health.failed(e)
-            else:
-                return self._decision(key, limits, out, keys[2], member)
+        member = "%s:%d" % (self._instance, next(self._ids))
+        keys = self.keys(key)
+        try:
+            async with self.health.call():
+                out = await self._acquire(keys=keys, args=[
+                    self._now(), limits.requests_per_minute, limits.tokens_per_minute,
+                    limits.concurrent_requests, member, repr(self.lease_seconds)])
+        except Unavailable:
+            pass  # decided by the failure mode, below
+        else:
+            return self._decision(key, limits, out, keys[2], member)
         if self.failure_mode == "fail_closed":
             raise GatewayError(503, "the rate limiter's store is unreachable; retry shortly",
                                code="ratelimit_unavailable", headers={"Retry-After": "1"})
@@ -295,12 +370,11 @@ class RedisLimiter:
         lease, decision.lease = decision.lease, None
         if isinstance(lease, _Lease):
             self._held.pop(lease.member, None)
-            if not self.health.down:
-                try:
-                    async with self.health.slots:
-                        await self.client.zrem(lease.zkey, lease.member)
-                except (RedisError, OSError) as e:
-                    self.health.failed(e)  # the lease expires by itself within lease_seconds
+            try:
+                async with self.health.call():
+                    await self.client.zrem(lease.zkey, lease.member)
+            except Unavailable:
+                pass  # the lease expires by itself within lease_seconds
         elif lease is not None:  # taken from the per-process limiter during an outage
             decision.lease = lease
             await self._local.release(decision)
@@ -308,14 +382,10 @@ class RedisLimiter:
     async def add_tokens(self, key: str, limits: Limits, n: int) -> None:
         if not limits.tokens_per_minute or n <= 0:
             return
-        if self.health.down:
-            await self._local.add_tokens(key, limits, n)
-            return
         try:
-            async with self.health.slots:
+            async with self.health.call():
                 await self._add_tokens(keys=[self.keys(key)[1]], args=[self._now(), limits.tokens_per_minute, n])
-        except (RedisError, OSError) as e:
-            self.health.failed(e)
+        except Unavailable:
             await self._local.add_tokens(key, limits, n)
 
     def _start_renewing(self) -> None:
@@ -335,13 +405,17 @@ class RedisLimiter:
         for member, zkey in list(self._held.items()):
             by_set.setdefault(zkey, []).append(member)
         try:
-            async with self.health.slots, self.client.pipeline(transaction=False) as pipe:
+            async with self.health.call(), self.client.pipeline(transaction=False) as pipe:
                 for zkey, members in by_set.items():
                     await self._renew(keys=[zkey], args=[self._now(), repr(self.lease_seconds), *members],
                                       client=pipe)
                 await pipe.execute()
-        except (RedisError, OSError) as e:
-            self.health.failed(e)
+        except Unavailable:
+            pass  # renewed by the next round once Redis is back
+
+    def state(self) -> dict:
+        """The breaker's state and call counts (GET /debug/state)."""
+        return dict(self.health.state(), failure_mode=self.failure_mode)
 
     def inflight(self) -> int:
         """Leases this process holds now (in Redis or, during an outage, locally)."""
@@ -356,6 +430,6 @@ class RedisLimiter:
 def make_limiter(config):
     """The limiter config.ratelimit_backend asks for: MemoryLimiter, or RedisLimiter on config.redis_url."""
     if config.ratelimit_backend == "redis":
-        return RedisLimiter(connect(config.redis_url), config.redis_url, config.redis_failure_mode,
-                            config.lease_seconds)
+        return RedisLimiter(connect(config.redis_url, config.redis_timeout), config.redis_url,
+                            config.redis_failure_mode, config.lease_seconds, timeout=config.redis_timeout)
     return MemoryLimiter()

@@ -1,12 +1,17 @@
 """Relays one upstream SSE stream to one client, event by event, as each upstream read arrives.
 
+One relay for every streaming API: what differs between chat completions and the Responses API
+(framing, the event that ends the stream, where usage and errors live, the error event) is the
+dialect object it is given (dialects.py).
+
 `on_chunk` is the hot path; libcurl calls it for every read (upstream.py). A read made only of
-ordinary single-line `data: {...}` events is checked with a few byte scans and relayed whole
-(sse.plain_events); anything else (comments, CR line ends, an event cut between reads, a possible
-error or usage object) goes through the incremental parser, and each of those events is parsed as
-JSON to check it: a malformed chunk becomes an error event instead of breaking the client's SDK.
-An aliased model name is put back in the bytes; nothing is re-encoded. The reads of one
-socket_action reach the client as one chunk, sent as soon as that socket_action returns.
+ordinary events (`data: {...}` chunks, or Responses `.delta` events) is checked with a few byte
+scans and relayed whole (the dialect's `plain`: sse.plain_events, sse.plain_deltas); anything else
+(comments, CR line ends, an event cut between reads, a possible error, usage or terminal event)
+goes through the incremental parser, and each of those events is parsed as JSON by the dialect to
+check it: a malformed event becomes an error event instead of breaking the client's SDK. An
+aliased model name is put back in the bytes; nothing is re-encoded. The reads of one socket_action
+reach the client as one chunk, sent as soon as that socket_action returns.
 """
 
 import logging
@@ -35,19 +40,19 @@ class Outcome:
 
 
 class StreamRelay:
-    """The state of one streamed chat completion between the upstream and the client."""
+    """The state of one streamed response (of the API `dialect` speaks) between upstream and client."""
 
-    def __init__(self, handler, gateway, model_asked: str, model_sent: str, drop_usage: bool):
+    def __init__(self, handler, gateway, model_asked: str, model_sent: str, dialect):
         self.handler = handler
         self.gateway = gateway
-        self.parser = sse.SSEParser()
-        self.openai_errors = gateway.config.sse_error_format == "openai"
+        self.dialect = dialect
+        self.plain = dialect.plain
+        self.parser = sse.SSEParser(gateway.config.max_event_size, dialect.typed)
         self.high_water = gateway.config.high_water_mark
         if model_asked != model_sent:
             self.rewrite = rewrite_pairs(model_sent, model_asked)
         else:
             self.rewrite = None
-        self.drop_usage = drop_usage
         self.call = None
         now = time.monotonic()
         self.started = self.last_read = self.last_write = now
@@ -55,7 +60,11 @@ class StreamRelay:
         self.headers_sent = False
         self.stream = None  # the client's IOStream, once the response has started
         self.pending = []  # events gathered during one socket_action (see _write)
-        self.saw_done = False
+        # The events of the last read relayed, kept only when the dialect numbers its error event
+        # after them (Responses' sequence_number): a chat stream holds no bytes it has sent.
+        self.keep_last = dialect.numbered
+        self.last_out = None
+        self.saw_done = False  # the dialect's end event ([DONE], a terminal Responses event) was seen
         self.closed = False  # nothing more goes to the client
         self.status = 0
         self.error_body = []
@@ -69,13 +78,16 @@ class StreamRelay:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def run(self, body: bytes, extra_headers: dict) -> None:
+    async def run(self, body: bytes | None, extra_headers: dict, method: str = "POST",
+                  path: str | None = None, query: dict | None = None) -> None:
+        """Sends the request upstream (to the dialect's path unless `path` says otherwise, with
+        `query`) and relays its stream until it ends."""
         c = self.gateway.config
         self.gateway.streams.add(self)
         try:
             self.call = self.gateway.upstream.call(
-                "POST", "/chat/completions", body, timeout=c.total_timeout + 5,
-                extra_headers=extra_headers, on_chunk=self.on_chunk)
+                method, path or self.dialect.path, body, timeout=c.total_timeout + 5,
+                extra_headers=extra_headers, on_chunk=self.on_chunk, query=query)
             self.call.start()
             response = await self.call.response()
             if self.call.callback_error is not None:
@@ -99,9 +111,10 @@ class StreamRelay:
         self.last_read = time.monotonic()
         self.status = status = self.call.status
         if status != 200:
-            if self.error_size < MAX_ERROR_BODY:
-                self.error_body.append(chunk)
-                self.error_size += len(chunk)
+            if self.error_size >= MAX_ERROR_BODY:
+                return WRITE_ABORT  # enough to quote; an endless error body is not read to its end
+            self.error_body.append(chunk)
+            self.error_size += len(chunk)
             return
         if self.parser.pending():
             # Finish the event the last read cut in two through the parser, then go on as usual.
@@ -112,13 +125,13 @@ class StreamRelay:
             chunk = chunk[cut + 2:]
             if self.closed or not chunk:
                 return result
-        fast = sse.plain_events(chunk)
-        if fast is not None and b'"error"' not in fast[0] and b'"usage"' not in fast[0]:
+        fast = self.plain(chunk)
+        if fast is not None:
             return self._relay_plain(*fast)
         return self._relay_parsed(chunk)
 
     def _relay_parsed(self, chunk: bytes):
-        """The general path: the incremental parser, and a look at each event's JSON."""
+        """The general path: the incremental parser, and the dialect's look at each event."""
         try:
             events = self.parser.feed(chunk)
         except sse.SSEError as e:
@@ -127,41 +140,24 @@ class StreamRelay:
         if not events:
             return None
         out = []
-        for data in events:
-            if data == sse.DONE_PAYLOAD:
-                self.saw_done = True
-                out.append(sse.DONE)
-                break
-            # Parsed to check it, never re-encoded: the client gets the upstream's own bytes.
+        frame = self.dialect.frame
+        for event in events:
             try:
-                obj = ujson.loads(data)
-            except ValueError:
-                obj = None
-            if type(obj) is not dict:
+                data = frame(self, event)
+            except GatewayError as err:
                 self._emit(out)
-                self.abort(GatewayError(502, "the upstream sent an event that is not a JSON object",
-                                        code="upstream_bad_event"), Outcome.UPSTREAM_ERROR)
+                self.abort(err, Outcome.UPSTREAM_ERROR)
                 return WRITE_ABORT
-            if obj.get("error"):
-                self._emit(out)
-                self.abort(GatewayError(502, errors.upstream_text(data, self.gateway.upstream.secrets)
-                                        or "the upstream reported an error",
-                                        code="upstream_stream_error"), Outcome.UPSTREAM_ERROR)
-                return WRITE_ABORT
-            usage = obj.get("usage")
-            if usage:
-                self.usage_seen = usage
-                if self.drop_usage and not obj.get("choices"):
-                    continue
-            if self.rewrite is not None:
-                data = _rewrite(data, self.rewrite)
-            out.append(b"data: " + data + b"\n\n")
+            if data is not None:
+                out.append(data)
+            if self.saw_done:
+                break
         if out:
             self._emit(out)
-            if self.saw_done:
-                # The upstream finished normally: the client's response ends with this write.
-                self.outcome = Outcome.COMPLETED
-                self._end()
+        if self.saw_done:
+            # The upstream finished: the client's response ends with this write.
+            self.outcome = Outcome.UPSTREAM_ERROR if getattr(self.dialect, "failed", False) else Outcome.COMPLETED
+            self._end()
         return None
 
     def _relay_plain(self, block: bytes, count: int, done: bool, rest: bytes):
@@ -186,6 +182,8 @@ class StreamRelay:
         if out:
             if self.first_event_at is None:
                 self.first_event_at = self.last_read
+            if self.keep_last:
+                self.last_out = out
             self.events += count or len(out)
             self.last_write = self.last_read
             self._write(out)
@@ -224,6 +222,9 @@ class StreamRelay:
             connection = self.handler.request.connection
             if getattr(connection, "_chunking_output", False):
                 self.stream = connection.stream
+            stream = getattr(connection, "stream", None)
+            if stream is None or stream.closed():
+                return  # the client is gone (the write may have found out): on_connection_close follows
         else:
             # Later events go straight to the connection's IOStream as HTTP/1.1 chunks, without the
             # two futures and callbacks per write of RequestHandler.flush; the order is the
@@ -232,14 +233,17 @@ class StreamRelay:
                 flushed = self.stream.write(b"%x\r\n%s\r\n" % (len(data), data))
             except StreamClosedError:
                 return  # on_connection_close follows
+            if self.stream.closed():
+                return  # this write found the client gone (EPIPE, reset): on_connection_close follows
         call = self.call
         if call is not None and not call.paused and self.handler.unsent_bytes() > self.high_water:
             # Backpressure: stop reading the upstream until this client has taken what it owes.
             call.pause()
             flushed.add_done_callback(self._on_drained)
 
-    def _on_drained(self, _future) -> None:
-        if not self.closed:
+    def _on_drained(self, future) -> None:
+        # A failed flush means the client is gone: client_gone() cancels the transfer instead.
+        if not self.closed and not future.cancelled() and future.exception() is None:
             self.call.resume()
 
     def _send_headers(self) -> None:
@@ -262,8 +266,8 @@ class StreamRelay:
             outcome = Outcome.TIMEOUT if errno == errors.CURLE_OPERATION_TIMEDOUT else Outcome.UPSTREAM_ERROR
             self.abort(errors.from_curl(errno), outcome)
         elif not self.saw_done:
-            self.abort(GatewayError(502, "the upstream ended the stream without [DONE]",
-                                    code="upstream_incomplete"), Outcome.UPSTREAM_ERROR)
+            self.abort(GatewayError(502, self.dialect.incomplete, code="upstream_incomplete"),
+                       Outcome.UPSTREAM_ERROR)
         else:
             self.outcome = Outcome.COMPLETED
             self._end()
@@ -280,9 +284,10 @@ class StreamRelay:
         if not self.headers_sent:
             self.headers_sent = True
             self.handler.set_status(err.status)
-            self.handler.write(self.handler.render_error(err))  # the seed's event, or JSON (base.py)
+            # The error's own status and body: JSON, or a chat stream request's seed event (base.py).
+            self.handler.write(self.handler.render_error(err))
         else:
-            self.handler.write(err.sse_event(self.openai_errors))
+            self.handler.write(self.dialect.error_event(err, self))
         self._end()
 
     def _end(self) -> None:

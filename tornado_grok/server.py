@@ -6,17 +6,18 @@ import os
 import signal
 import sys
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from . import auth, redact
-from .app import access_log, make_app
-from .config import Config
+from . import accesslog, auth, metrics, redact
+from .app import make_app
+from .config import Config, ConfigError
+from .connections import ConnectionSlots, GatewayHTTPServer
 from .accounting_redis import make_accounting
 from .gateway import Gateway
 from .ratelimit_redis import make_limiter
 
 log = logging.getLogger("tornado_grok")
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a worker that cannot start with this configuration
 
 
 def say(line: str) -> None:
@@ -48,15 +49,22 @@ def banner(config: Config, port: int) -> None:
 
 async def serve(config: Config, sockets=None) -> int:
     """Runs until SIGTERM or SIGINT, then drains; returns the exit code."""
+    # From here on nothing this process logs can block its event loop (accesslog.py).
+    accesslog.setup(config.log_queue_bytes)
+    # Tornado's own messages may quote a request line or a header value (a client's key).
+    redact.install_log_filter((config.upstream_key,))
     if config.mock:
         await start_mock(config)
     extra = [auth.dev_key()] if config.mock else []
     limiter = make_limiter(config)
     gateway = Gateway(config, keys=auth.KeyStore(config.keys_file, extra=extra), limiter=limiter,
                       accounting=make_accounting(config, limiter))
+    gateway.connections = ConnectionSlots(config.max_connections)
     app = make_app(config, gateway)
-    server = HTTPServer(app, max_body_size=2 * config.max_body_size,
-                        idle_connection_timeout=max(config.total_timeout, 3600))
+    # Timeouts here bound reading a request and idle keep-alive only; a response (a long stream) is
+    # bounded by the upstream timeouts of gateway.py, never by these.
+    server = GatewayHTTPServer(app, config=config, slots=gateway.connections,
+                               max_body_size=2 * config.max_body_size)
     if sockets is None:
         sockets = bind_sockets(config.port, config.host)
     server.add_sockets(sockets)
@@ -72,14 +80,13 @@ async def serve(config: Config, sockets=None) -> int:
     await gateway.drain()
     await server.close_all_connections()
     await gateway.close()
-    access_log.flush()
+    accesslog.shutdown()
     say("tornado_grok stopped")
     return 0
 
 
 def run(config: Config) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    # Tornado's own messages may quote a request line or a header value (a client's key).
     redact.install_log_filter((config.upstream_key,))
     if config.workers > 1:
         return run_workers(config)
@@ -103,8 +110,10 @@ def run_workers(config: Config) -> int:
     """Binds the port once, forks config.workers processes that share it, and supervises them.
 
     SIGTERM/SIGINT are passed on to every worker (each drains, then exits); a worker that dies any
-    other way is replaced. Each worker has its own limiter state unless ratelimit_backend is "redis",
-    and in mock mode its own bundled mock upstream.
+    other way is replaced, except one that cannot start with this configuration (EXIT_CONFIG): then
+    every worker is stopped and the supervisor exits 2 (run.py checks the keys file before forking).
+    Each worker has its own limiter state unless ratelimit_backend is "redis", and in mock mode its
+    own bundled mock upstream.
     """
     if config.ratelimit_backend == "memory":
         say("NOTE: %d workers with the memory rate-limit backend: limits are PER PROCESS, so each key "
@@ -114,6 +123,16 @@ def run_workers(config: Config) -> int:
         say("NOTE: mock mode: each worker serves from its own bundled mock upstream.")
     sockets = bind_sockets(config.port, config.host)
     config.port = sockets[0].getsockname()[1]
+    config.metrics_dir, made_metrics_dir = metrics.use_multiprocess()  # /metrics sums every worker
+    try:
+        return _supervise(config, sockets)
+    finally:
+        if made_metrics_dir:
+            metrics.remove_multiprocess_dir(config.metrics_dir)
+
+
+def _supervise(config: Config, sockets) -> int:
+    """Forks the workers and replaces those that die, until SIGTERM/SIGINT; returns the exit code."""
     children: dict[int, int] = {}
     stopping = False
     supervisor = os.getpid()
@@ -127,6 +146,11 @@ def run_workers(config: Config) -> int:
             code = 1
             try:
                 code = run_loop(serve(config, sockets), config)
+            except ConfigError as e:  # starting again would fail the same way: tell the supervisor
+                log.error("run.py: configuration error: %s", e)
+                code = EXIT_CONFIG
+            except Exception:  # os._exit below would end the process without a word
+                log.exception("worker %d (pid %d) failed", index, os.getpid())
             finally:
                 logging.shutdown()
                 sys.stdout.flush()
@@ -155,8 +179,14 @@ def run_workers(config: Config) -> int:
         index = children.pop(pid, None)
         if index is None:
             continue
+        metrics.process_dead(pid, config.metrics_dir)
         code = os.waitstatus_to_exitcode(status)
-        if not stopping and restarts < 100:
+        if code == EXIT_CONFIG and not stopping:
+            log.error("worker %d (pid %d) cannot start with this configuration; stopping, not restarting it",
+                      index, pid)
+            forward(signal.SIGTERM, None)
+            worst = 2
+        elif not stopping and restarts < 100:
             restarts += 1
             log.error("worker %d (pid %d) exited with %d; starting a new one", index, pid, code)
             spawn(index)

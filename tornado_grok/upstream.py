@@ -23,7 +23,7 @@ and `_curl_setup_request` are used on purpose; requirements.txt pins tornado.
 
 import functools
 from typing import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pycurl
 from tornado import httputil
@@ -132,7 +132,7 @@ class UpstreamCall:
     """One upstream request in flight: its curl handle once it has one, and its pause state."""
 
     __slots__ = ("upstream", "request", "curl", "client", "future", "paused", "cancelled", "status", "body",
-                 "on_chunk", "callback_error", "in_callback", "header_lines", "timeout", "raw_headers")
+                 "on_chunk", "callback_error", "in_callback", "header_lines", "timeout", "raw_headers", "too_large")
 
     def __init__(self, upstream: "UpstreamClient", request: _Request, body: bytes | None, on_chunk,
                  header_lines: list, timeout: float):
@@ -151,6 +151,7 @@ class UpstreamCall:
         self.status = 0
         self.callback_error = None
         self.in_callback = False
+        self.too_large = False  # the whole body was refused for its size (max_body_size)
 
     def start(self) -> None:
         """Queues the transfer with fetch_impl directly: AsyncHTTPClient.fetch would copy headers
@@ -171,8 +172,9 @@ class UpstreamCall:
         if self.on_chunk is not None:
             setopt(pycurl.WRITEFUNCTION, self._write)
         else:
-            setopt(pycurl.WRITEFUNCTION, functools.partial(_write_buffered, buffer, self.client.max_body_size))
-            setopt(pycurl.ENCODING, "gzip,deflate")
+            # No Accept-Encoding (and no decoding): a body's size in memory is its size on the wire,
+            # so max_body_size bounds it, and a compressed bomb is only a body that is not JSON.
+            setopt(pycurl.WRITEFUNCTION, functools.partial(self._write_whole, buffer))
         setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         setopt(pycurl.CONNECTTIMEOUT_MS, int(1000 * self.upstream.connect_timeout))
         setopt(pycurl.TIMEOUT_MS, int(1000 * self.timeout))
@@ -186,6 +188,8 @@ class UpstreamCall:
             setopt(pycurl.POSTFIELDS, self.body or b"")  # sent from memory, no read callbacks
         else:
             setopt(pycurl.HTTPGET, 1)
+            if self.request.method != "GET":
+                setopt(pycurl.CUSTOMREQUEST, self.request.method)  # DELETE; tornado's reset clears it
 
     def _header_line(self, line: bytes) -> None:
         if line[:5] == b"HTTP/":
@@ -194,6 +198,8 @@ class UpstreamCall:
             self.raw_headers = []
         else:
             self.raw_headers.append(line)
+            if self.on_chunk is None and line[:15].lower() == b"content-length:" and self._over_limit(line):
+                return 0  # a whole body announced over the limit: refused before it is read
 
     def headers(self) -> httputil.HTTPHeaders:
         """The upstream's response headers (of its last status line), parsed on demand."""
@@ -206,6 +212,19 @@ class UpstreamCall:
                 except httputil.HTTPInputError:
                     pass
         return headers
+
+    def _over_limit(self, line: bytes) -> bool:
+        value = line[15:].strip()
+        self.too_large = value.isdigit() and int(value) > self.client.max_body_size
+        return self.too_large
+
+    def _write_whole(self, buffer, chunk: bytes):
+        """libcurl's write callback for a whole (non-streamed) body: refused past max_body_size."""
+        if buffer.tell() + len(chunk) > self.client.max_body_size:
+            self.too_large = True
+            return WRITE_ABORT
+        buffer.write(chunk)
+        return None
 
     def _write(self, chunk: bytes):
         """libcurl's write callback: hands the read straight to on_chunk (see the module docstring)."""
@@ -280,16 +299,20 @@ class UpstreamClient:
 
     def call(self, method: str, path: str, body: bytes | None, timeout: float,
              extra_headers: dict | None = None,
-             on_chunk: Callable[[bytes], object] | None = None) -> UpstreamCall:
+             on_chunk: Callable[[bytes], object] | None = None, query: dict | None = None) -> UpstreamCall:
         """A request ready to go: `call.start()` sends it, `await call.response()` waits for it.
 
         `path` is a fixed path ("/chat/completions") or one made by join_path; anything else is
-        refused with ValueError (checked_path).
+        refused with ValueError (checked_path). `query` (names to a value or a list of values,
+        checked by the caller) is URL-encoded after it.
 
         With `on_chunk` the body is streamed: each read reaches on_chunk, inside libcurl, as it
         arrives (possibly before start() returns); `call.status` is the upstream's status by then.
         """
-        request = _Request(self.base_url + checked_path(path), method)
+        url = self.base_url + checked_path(path)
+        if query:
+            url += "?" + urlencode(query, doseq=True)
+        request = _Request(url, method)
         call = UpstreamCall(self, request, body, on_chunk, self._header_lines(on_chunk is not None, extra_headers),
                             timeout)
         request.gateway_call = call  # how _Client._curl_setup_request finds it
@@ -317,14 +340,6 @@ class UpstreamClient:
 
     def close(self) -> None:
         self.http.close()
-
-
-def _write_buffered(buffer, limit: int, chunk: bytes):
-    """A whole (non-streamed) body, refused past `limit` as tornado's own buffered write does."""
-    if buffer.tell() + len(chunk) > limit:
-        return 0
-    buffer.write(chunk)
-    return None
 
 
 def curl_errno(response: HTTPResponse) -> int:

@@ -182,3 +182,34 @@ def image_edit(body: dict) -> None:
     need_string(body, "model", required=False)
     number(body, "n", int, 1, 10)
     choice(body, "response_format", ("url", "b64_json"))
+
+
+def responses(body: dict) -> None:
+    """A Responses API create request, as far as the gateway relies on it (the upstream checks the rest)."""
+    need_string(body, "model")
+    value = body.get("input")
+    if value is None:
+        raise bad("field 'input' is required", "missing_field")
+    if not isinstance(value, (str, list)) or value == [] or value == "":
+        raise bad("field 'input' must be a non-empty string or array, not %s" % (
+            "an empty value" if value in ([], "") else _type_name(value)))
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise bad("input[%d] must be an object, not %s" % (i, _type_name(item)))
+    stream_flag(body)
+    need_string(body, "previous_response_id", required=False)
+
+
+def responses_has_image(body: dict) -> bool:
+    """True when an input message carries an input_image part (a vision request)."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return False
+    for item in items:
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "input_image":
+                    return True
+    return False

@@ -51,6 +51,7 @@ class ScenariosHandler(AdminHandler):
             s = self.mock.registry.get(name)
             kind = s.recording.kind if s.recording else "generator"
             rows.append({"name": name, "description": s.description, "kind": kind,
+                         "api": s.recording.api if s.recording else "any",
                          "fault": describe(s.fault) if s.fault else None})
         self.reply({"scenarios": rows, "names": [r["name"] for r in rows]})
 

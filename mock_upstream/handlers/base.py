@@ -1,6 +1,7 @@
 """The base of every /v1 handler: journal entry, Bearer auth, JSON body, xAI error bodies."""
 
 import json
+import socket
 
 from tornado.ioloop import IOLoop
 from tornado.locks import Event
@@ -27,6 +28,7 @@ class ApiHandler(RequestHandler):
 
     def initialize(self, mock):
         self.mock = mock
+        self.arrived = IOLoop.current().time()  # recorded delays count from the request
         self.entry = None
         self.outcome = None  # set before finishing when the ending is not "complete"
         self.dropped = False
@@ -115,6 +117,20 @@ class ApiHandler(RequestHandler):
                 plan = scenario.recording.plan("", False, False)
             own = scenario.fault
         await self.play(faults.apply(plan, faults.merge(own, runtime)))
+
+    def send_at_once(self, stream=None) -> None:
+        """TCP_NODELAY on this response's connection, and note in the journal that it is on.
+
+        Tornado turns Nagle's algorithm back on after every response, so on a reused connection
+        an event written right after the headers would wait for the client's delayed ACK (about
+        40 ms on Linux) and every recorded delay under that would be replayed late."""
+        stream = stream or getattr(self.request.connection, "stream", None)
+        if stream is None or stream.closed():
+            return
+        stream.set_nodelay(True)
+        sock = stream.socket
+        if self.entry is not None and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            self.entry["tcp_nodelay"] = bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
     def count_event(self) -> None:
         self.entry["events"] += 1

@@ -30,6 +30,8 @@ class ChatCompletionsHandler(ApiHandler):
             return scenario.recording.plan(body["model"], bool(body.get("stream")), include_usage)
         if scenario.generator == "synthetic":
             return generated.synthetic(body, batch=batch)
+        if scenario.generator == "paced":
+            return generated.paced(body, scenario.pacing, f"chatcmpl-mock-{self.entry['seq']}")
         return generated.default_answer(body, f"chatcmpl-mock-{self.entry['seq']}")
 
 

@@ -117,9 +117,11 @@ class BaseHandler(web.RequestHandler):
         self.finish(obj_or_bytes if isinstance(obj_or_bytes, bytes) else dumps(obj_or_bytes))
 
     def unsent_bytes(self) -> int:
-        """Bytes written to this client's connection that the socket has not taken yet."""
+        """Bytes written to this client's connection that the socket has not taken yet (0 once it
+        is closed: tornado drops the write buffer of a closed stream, and nothing is owed then)."""
         stream = getattr(self.request.connection, "stream", None)
-        return len(stream._write_buffer) if stream is not None else 0
+        buffer = stream._write_buffer if stream is not None else None
+        return len(buffer) if buffer is not None else 0
 
 
 def _json_only(accept: str | None) -> bool:
@@ -152,28 +154,21 @@ class APIHandler(BaseHandler):
         self.log_fields = {}
         if self.request.method == "OPTIONS":
             return  # a CORS preflight: no key, no limits, no upstream (BaseHandler.options)
-        if self.gateway.draining:
+        if self.gateway.draining:  # it may have begun while the body was read
             raise errors.draining()
         self.gateway.open_requests += 1
         self.counted_open = True
-        cap = self.over_capacity()
-        if cap:
-            if self.gateway.metrics is not None:
-                self.gateway.metrics.overload(cap)
-            raise _overloaded(cap)
-        # A declared length over the limit never gets here (app.py routes it to TooLargeHandler
-        # before the body is read); a chunked body is read up to the server's cap, twice the limit.
+        # Caps, key and declared length were checked from the head (screen(), via app.py) before the
+        # body was read; a chunked body is read up to the server's cap, twice the limit.
         if len(self.request.body) > self.config.max_body_size:
             raise _too_large(self.config.max_body_size)
 
-    def over_capacity(self) -> str | None:
-        """The global cap this request would pass (max_connections, max_upstream), else None."""
-        gateway, c = self.gateway, self.config
-        if gateway.open_requests > c.max_connections:
-            return "max_connections"
-        if len(gateway.upstream.active) >= c.max_upstream:
-            return "max_upstream"
-        return None
+    @classmethod
+    def implements(cls, method: str) -> bool:
+        """Whether this endpoint answers `method` (else tornado's 405, with no key needed)."""
+        name = method.lower()
+        return method in cls.SUPPORTED_METHODS and getattr(cls, name, None) is not getattr(
+            web.RequestHandler, name, None)
 
     def json_body(self) -> dict:
         """The request body as a JSON object, or a 400/413 that names the problem."""
@@ -205,19 +200,20 @@ class APIHandler(BaseHandler):
         except GatewayError as e:
             body, problem = None, e
         if body is not None:
-            self.wants_sse = self.answers_sse(body)
+            self.wants_sse = self.answers_sse(body, self.config)
         await self.admit()
         if problem is not None:
             raise problem
         return body
 
-    def answers_sse(self, body: dict) -> bool:
+    @staticmethod
+    def answers_sse(body: dict, config) -> bool:
         """Whether this request's answer, errors included, is an event stream."""
         return False
 
     async def admit(self) -> None:
         """Auth, then limits; after it the request holds a concurrency lease until on_finish."""
-        self.key = self.gateway.keys.authenticate(self.request.headers.get("Authorization"))
+        self.key = self.request.client_key  # authenticated from the head by screen()
         decision = await self.gateway.limiter.acquire(self.key.name, self.gateway.limits_for(self.key))
         for name, value in decision.headers().items():
             self.set_sticky_header(name, value)
@@ -238,25 +234,27 @@ class APIHandler(BaseHandler):
                     headers[name] = value
         return headers
 
-    async def fetch_response(self, method: str, path: str, body: dict | None = None):
+    async def fetch_response(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
         """One non-streaming upstream call; returns a 2xx response, else raises the mapped error."""
         c = self.config
         self.upstream_call = self.gateway.upstream.start(
             method, path, dumps(body) if body is not None else None,
-            timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers())
+            timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers(), query=query)
         response = await self.upstream_call.response()
         if self.upstream_call.cancelled:
             raise errors.draining() if self.gateway.draining else _ClientGone()
         if response.code == 599:
+            if self.upstream_call.too_large:
+                raise errors.upstream_too_large(c.max_upstream_body)
             raise errors.from_curl(curl_errno(response))
         if response.code >= 300:
             raise errors.from_upstream(response.code, response.body or b"", self.upstream_call.headers(),
                                        self.gateway.upstream.secrets)
         return response
 
-    async def fetch_whole(self, method: str, path: str, body: dict | None = None):
+    async def fetch_whole(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
         """One non-streaming upstream call; returns the parsed JSON or raises the mapped error."""
-        response = await self.fetch_response(method, path, body)
+        response = await self.fetch_response(method, path, body, query)
         try:
             return ujson.loads(response.body)
         except ValueError:
@@ -269,8 +267,8 @@ class APIHandler(BaseHandler):
             return
         self.log_fields["ended"] = outcome or "error"
         self.log_fields["usage"] = usage
-        backend_call(self.gateway.accounting, "record", self.key.name, usage, self.wants_sse,
-                     outcome or "error")
+        streamed = self.wants_sse or getattr(self, "relay", None) is not None
+        backend_call(self.gateway.accounting, "record", self.key.name, usage, streamed, outcome or "error")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         if isinstance(total, int) and total > 0:
             backend_call(self.gateway.limiter, "add_tokens", self.key.name,
@@ -393,19 +391,108 @@ def _json_type(value) -> str:
 
 @web.stream_request_body
 class TooLargeHandler(BaseHandler):
-    """A request whose Content-Length is over max_body_size: 413 before its body is read."""
+    """A request whose body is over its limit (max_body_size by default): 413 before it is read."""
+
+    def initialize(self, gateway, limit: int | None = None) -> None:
+        super().initialize(gateway)
+        self.limit = limit
 
     def prepare(self) -> None:
-        raise _too_large(self.config.max_body_size)
+        raise _too_large(self.config.max_body_size if self.limit is None else self.limit)
 
     def data_received(self, chunk: bytes) -> None:
         pass
 
 
+@web.stream_request_body
 class NotFoundHandler(BaseHandler):
-    """Unknown paths: a JSON 404, whatever the method."""
+    """Unknown paths: a JSON 404, whatever the method, without reading a body."""
 
     def prepare(self) -> None:
         raise GatewayError(404, "no such endpoint: %s %s" % (self.request.method, self.request.path),
                            code="not_found")
 
+    def data_received(self, chunk: bytes) -> None:
+        pass
+
+
+# A 401 whose body is this small and already on its way is read, so that the error takes the form
+# the body asks for (a `"stream": true` request gets the seed's SSE event for a bad key).
+PEEK_BYTES = 64 * 1024
+
+
+def screen(gateway, request) -> GatewayError | None:
+    """Checks a /api/v1 request from its head alone: draining, the connection cap, the key, the
+    declared length, the upstream cap. Returns the refusal, or None after putting the key on
+    `request.client_key` (so the handler does not authenticate again)."""
+    if gateway.draining:
+        return errors.draining()
+    admitted = getattr(request.connection, "admitted", None)
+    if admitted is not None and not admitted():
+        request.connection.close_after_response()
+        return _overloaded_now(gateway, "max_connections")
+    try:
+        request.client_key = gateway.keys.authenticate(request.headers.get("Authorization"))
+    except GatewayError as e:
+        return e
+    length = request.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > gateway.config.max_body_size:
+        return _too_large(gateway.config.max_body_size)
+    if len(gateway.upstream.active) >= gateway.config.max_upstream:
+        return _overloaded_now(gateway, "max_upstream")
+    return None
+
+
+def _overloaded_now(gateway, cap: str) -> GatewayError:
+    if gateway.metrics is not None:
+        gateway.metrics.overload(cap)
+    return _overloaded(cap)
+
+
+@web.stream_request_body
+class RefusedHandler(BaseHandler):
+    """A /api/v1 request refused by screen(): answered before its body is read.
+
+    For a 401 only (the seed's own example of an SSE error), a small body sent without `Expect:
+    100-continue` is read (up to PEEK_BYTES, one JSON load) to give a stream request the SSE form;
+    every other refusal is JSON at once (as caps and draining always were), and tornado closes the
+    connection after it instead of reading the body.
+    """
+
+    def initialize(self, gateway, error: GatewayError, answers_sse) -> None:
+        super().initialize(gateway)
+        self.error = error
+        self.answers_sse = answers_sse
+        self.chunks: list[bytes] = []
+
+    def prepare(self) -> None:
+        headers = self.request.headers
+        length = headers.get("Content-Length", "")
+        if "Transfer-Encoding" not in headers and length in ("", "0"):
+            return  # no body to avoid reading: answer in the method, and keep the connection open
+        if (self.error.status != 401 or self.request.method != "POST" or "Expect" in headers
+                or "Transfer-Encoding" in headers
+                or not length.isdigit() or int(length) > PEEK_BYTES
+                or self.answers_sse is APIHandler.answers_sse):
+            raise self.error
+
+    def data_received(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def error_outcome(self) -> str:
+        """How it ended, for the access log (as APIHandler.error_outcome)."""
+        return "drained" if self.error.code == "draining" else "rejected"
+
+    def get(self, *args) -> None:
+        raise self.error
+
+    delete = head = put = patch = get
+
+    def post(self, *args) -> None:
+        try:
+            body = ujson.loads(b"".join(self.chunks))
+        except (ValueError, OverflowError):
+            body = None
+        if isinstance(body, dict):
+            self.wants_sse = self.answers_sse(body, self.config)
+        raise self.error

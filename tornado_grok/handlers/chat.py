@@ -1,6 +1,7 @@
 """POST /api/v1/chat/completions: streamed as SSE, or returned whole; vision requests fall back."""
 
 from .. import validate
+from ..dialects import ChatDialect
 from ..relay import StreamRelay
 from .base import APIHandler, dumps
 from .fallback import answer_whole
@@ -9,10 +10,11 @@ from .fallback import answer_whole
 class ChatCompletionsHandler(APIHandler):
     """OpenAI-compatible chat completions relayed to the upstream's /chat/completions."""
 
-    def answers_sse(self, body: dict) -> bool:
+    @staticmethod
+    def answers_sse(body: dict, config) -> bool:
         if body.get("stream") is not True:
             return False
-        return self.config.stream_fallback_format == "sse" or not validate.has_image(body)
+        return config.stream_fallback_format == "sse" or not validate.has_image(body)
 
     async def post(self) -> None:
         body = await self.begin()
@@ -37,7 +39,9 @@ class ChatCompletionsHandler(APIHandler):
         client_wants_usage = options.get("include_usage") is True
         # Usage is always asked for, for accounting; a client that did not ask does not get the chunk.
         body["stream_options"] = dict(options, include_usage=True)
-        self.relay = relay = StreamRelay(self, self.gateway, asked, sent, not client_wants_usage)
+        dialect = ChatDialect(drop_usage=not client_wants_usage,
+                              openai_errors=self.config.sse_error_format == "openai")
+        self.relay = relay = StreamRelay(self, self.gateway, asked, sent, dialect)
         await relay.run(dumps(body), self.forward_headers())
 
 

@@ -8,8 +8,9 @@ from .fallback import answer_whole
 class VisionAnalyzeHandler(APIHandler):
     """Builds a one-message chat request with the image and the prompt; never streams."""
 
-    def answers_sse(self, body: dict) -> bool:
-        return body.get("stream") is True and self.config.stream_fallback_format == "sse"
+    @staticmethod
+    def answers_sse(body: dict, config) -> bool:
+        return body.get("stream") is True and config.stream_fallback_format == "sse"
 
     async def post(self) -> None:
         body = await self.begin()

@@ -1,0 +1,102 @@
+"""The Responses API: POST /api/v1/responses (streamed or whole), GET and DELETE /api/v1/responses/{id}.
+
+Relayed to the upstream's /v1/responses through the same relay as chat (with ResponsesDialect),
+so keys, limits, accounting, timeouts, keep-alives, backpressure and disconnects behave the same.
+"""
+
+import re
+
+from .. import validate
+from ..dialects import ResponsesDialect
+from ..relay import StreamRelay
+from ..upstream import join_path
+from .base import APIHandler, dumps
+from .fallback import answer_response_whole
+
+_INCLUDE = re.compile(r"^[A-Za-z0-9_.]{1,100}$")
+
+
+def response_path(response_id: str) -> str:
+    """The upstream path of a stored response: the id checked (validate.path_id: a 400 that never
+    reaches the upstream) and escaped (upstream.join_path)."""
+    return join_path("responses", validate.path_id(response_id, "response id"))
+
+
+class ResponsesHandler(APIHandler):
+    """POST /responses: a stream of typed events when the body says `"stream": true`, else JSON."""
+
+    async def post(self) -> None:
+        body = await self.begin()
+        validate.responses(body)
+        asked = body["model"]
+        sent = self.config.aliases.get(asked, asked)
+        body["model"] = sent
+        self.log_fields["model"] = asked
+        streamed = body.get("stream") is True
+        if validate.responses_has_image(body):
+            await answer_response_whole(self, body, asked, streamed)
+        elif streamed:
+            self.relay = relay = StreamRelay(self, self.gateway, asked, sent, ResponsesDialect())
+            await relay.run(dumps(body), self.forward_headers())
+        else:
+            result = await self.fetch_whole("POST", "/responses", body)
+            if isinstance(result, dict) and "model" in result:
+                result["model"] = asked
+            self.account(result.get("usage") if isinstance(result, dict) else None, "completed")
+            self.write_json(result)
+
+
+class ResponseHandler(APIHandler):
+    """GET /responses/{id} (with `?stream=true&starting_after=N`, its events again) and DELETE."""
+
+    async def get(self, response_id: str) -> None:
+        await self.begin_without_body()
+        path = response_path(response_id)
+        query = self.upstream_query()
+        if query.get("stream") == "true":
+            self.relay = relay = StreamRelay(self, self.gateway, "", "", ResponsesDialect())
+            await relay.run(None, self.forward_headers(), "GET", path, query)
+        else:
+            result = await self.fetch_whole("GET", path, query=query)
+            self.account(None, "completed")
+            self.write_json(result)
+
+    async def delete(self, response_id: str) -> None:
+        await self.begin_without_body()
+        result = await self.fetch_whole("DELETE", response_path(response_id))
+        self.account(None, "completed")
+        self.write_json(result)
+
+    async def begin_without_body(self) -> None:
+        await self.admit()
+
+    def upstream_query(self) -> dict:
+        """The query parameters the upstream gets: only those the Responses API defines, checked."""
+        query = {}
+        stream = self.get_query_argument("stream", None)
+        if stream is not None:
+            if stream not in ("true", "false"):
+                raise validate.bad("query parameter 'stream' must be true or false")
+            query["stream"] = stream
+        after = self.get_query_argument("starting_after", None)
+        if after is not None:
+            if not after.isdigit() or len(after) > 12:
+                raise validate.bad("query parameter 'starting_after' must be a non-negative integer")
+            query["starting_after"] = after
+        include = self.get_query_arguments("include") + self.get_query_arguments("include[]")
+        for value in include:
+            if not _INCLUDE.match(value):
+                raise validate.bad("query parameter 'include' has an invalid value")
+        if include:
+            query["include"] = include
+        return query
+
+    def account(self, usage, outcome) -> None:
+        # Tokens are counted when a response is made (POST); reading it again is a request, not tokens.
+        super().account(None, outcome)
+
+
+default_handlers = [
+    (r"/api/v1/responses", ResponsesHandler),
+    (r"/api/v1/responses/(?P<response_id>[^/]+)", ResponseHandler),
+]
