@@ -194,6 +194,7 @@ async def run_load(target, shape, *, progress=False, label="target", stop=None, 
     opened_before = client.connections_opened
     mon = SelfMonitor(TICK_S)
     rec.start_clock()
+    rec.timeline.append((0.0, 0, 0, 0, 0, 0, 0.0))  # rates over time start from zero
     driver = open_loop if shape.rate else closed_loop
     task = asyncio.ensure_future(driver(client, shape, stop, workload))
     stopper = asyncio.ensure_future(stop.wait())
