@@ -12,7 +12,7 @@ import time
 
 CPU_WARN_PCT = 90.0       # of one core: the event loop is single-threaded
 LAG_WARN_MS = 20.0        # p99 lateness of the sampler's wake-ups (when nothing says what matters)
-LAG_FLOOR_MS = 5.0        # below this, lag is timer and scheduler noise, whatever is measured
+LAG_FLOOR_MS = 10.0       # below this, lag is timer and scheduler noise (p99 of a few samples)
 SHARE_OF_SCALE = 0.1      # lag or CPU wait matters past 10% of the smallest figure measured
 WAIT_FLOOR_MS = 1.0       # average wait for a CPU per wake-up below this does not matter
 MIN_WALL_S = 1.0          # shorter runs are not judged
