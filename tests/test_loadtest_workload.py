@@ -92,8 +92,12 @@ def test_headers_and_extra_body(target, capsys):
         assert cli.main(["--url", target.url, "-n", "1"] + bad) == 2
 
 
-def test_turns_append_each_answer(target, capsys):
-    doc = run(capsys, "--url", target.url, "-c", "1", "-n", "6", "--prompt", "chunks=2 size=3", "--turns", "3")
+def test_turns_append_each_answer(target, capsys, tmp_path):
+    rows = tmp_path / "turns.jsonl"
+    doc = run(capsys, "--url", target.url, "-c", "1", "-n", "6", "--prompt", "chunks=2 size=3", "--turns", "3",
+              "--records", str(rows))
+    assert [(r["conversation"], r["turn"]) for r in map(json.loads, rows.read_text().splitlines())] == \
+        [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
     sent = [b["messages"] for b in target.stats["bodies"]]
     user = {"role": "user", "content": "chunks=2 size=3"}
     answer = {"role": "assistant", "content": "xxxxxx"}

@@ -37,7 +37,8 @@ def build_parser():
     p.add_argument("--key", help="Bearer key sent as Authorization")
     p.add_argument("--model", default="bench")
     p.add_argument("--prompt", default=DEFAULT_PROMPT,
-                   help="last user message (the mock reads 'chunks=N delay=MS size=CHARS')")
+                   help="last user message (both mocks read 'chunks=N delay=MS size=CHARS'; "
+                        "default %(default)r)")
     p.add_argument("--no-stream", dest="stream", action="store_false",
                    help="ask for one JSON answer instead of SSE")
     w = p.add_argument_group("workload")
@@ -69,7 +70,8 @@ def build_parser():
     g.add_argument("--ramp-up", type=float, default=0.0, metavar="S",
                    help="closed loop: start the streams evenly over S seconds (default: all at once)")
     g.add_argument("--rate", type=float, metavar="R", help="open loop: new requests per second, Poisson")
-    g.add_argument("--seed", type=int, help="open loop: arrival schedule seed (default: random, reported)")
+    g.add_argument("--seed", type=int,
+                   help="seeds the open loop's arrivals and every distribution (default: random, reported)")
     g.add_argument("--max-inflight", type=int, default=10000, metavar="N",
                    help="open loop: arrivals beyond this many open streams are dropped and counted")
     g.add_argument("-n", "--requests", type=int, metavar="N", help="stop issuing after N requests")
@@ -208,8 +210,9 @@ def _steps(args, shape):
 
 
 def _workload(args, k):
+    """Each run's own Workload, seeded alike, so both targets get the same prompts and lengths."""
     return Workload(args.prompt, args.dataset, args.max_tokens, args.prompt_tokens, args.turns,
-                    None if args.seed is None else args.seed + k)
+                    None if args.seed is None else args.seed + k, rows=args.workload.rows)
 
 
 async def _run(args, shape, targets, progress):

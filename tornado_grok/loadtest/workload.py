@@ -131,8 +131,12 @@ class Conversation:
 class Workload:
     """Prompts (cycled in file order), length distributions, turns; seeded."""
 
-    def __init__(self, prompt, dataset=None, max_tokens=None, prompt_tokens=None, turns=1, seed=None):
-        self.rows = load_dataset(dataset) if dataset else [([{"role": "user", "content": prompt}], [])]
+    def __init__(self, prompt, dataset=None, max_tokens=None, prompt_tokens=None, turns=1, seed=None,
+                 rows=None):
+        """`rows`: a dataset already loaded (load_dataset), so each run need not read it again."""
+        if rows is None:
+            rows = load_dataset(dataset) if dataset else [([{"role": "user", "content": prompt}], [])]
+        self.rows = rows
         self.max_tokens = Dist(max_tokens) if max_tokens else None
         self.prompt_tokens = Dist(prompt_tokens) if prompt_tokens else None
         self.turns = turns
