@@ -107,7 +107,9 @@ def histogram_svg(title, unit, series):
             y = MT + 12 + 12 * (2 * i + (p == 99))
             parts.append(f'<line x1="{x:.1f}" y1="{MT}" x2="{x:.1f}" y2="{H - MB}" '
                          f'stroke="{COLORS[i % 4]}" stroke-dasharray="4 3"/>'
-                         f'<text x="{x + 3:.1f}" y="{y}" fill="{COLORS[i % 4]}">p{p} {_num(v)}</text>')
+                         + (f'<text x="{x - 3:.1f}" y="{y}" text-anchor="end" ' if x > W - MR - 70 else
+                            f'<text x="{x + 3:.1f}" y="{y}" ')  # near the right edge: label on the left
+                         + f'fill="{COLORS[i % 4]}">p{p} {_num(v)}</text>')
     decades = range(math.floor(llo), math.ceil(lhi) + 1)
     for d in decades:
         for m in (1, 2, 5):
