@@ -90,9 +90,13 @@ async def closed_loop(client, shape, stop, workload=None):
         if shape.ramp_up:  # worker i starts at i/n of the ramp (a stop cancels the sleep)
             await asyncio.sleep(max(0.0, t0 + shape.ramp_up * i / n - perf()))
         conv = None
+        plain = workload is None or not workload.varies  # the usual case: no extra frame per request
         while (cap is None or issued < cap) and perf() < deadline and not stop.is_set():
             issued += 1
-            conv = await one_request(client, workload, conv)
+            if plain:
+                await client.request()
+            else:
+                conv = await one_request(client, workload, conv)
 
     workers = []
     try:
@@ -145,8 +149,12 @@ async def _arrivals(client, shape, stop, start, rec, tasks, workload):
         if rec.open >= shape.max_inflight:
             rec.dropped += 1
             continue
-        task = asyncio.ensure_future(conversation(client, workload) if workload and workload.turns > 1
-                                     else one_request(client, workload, None))
+        if workload is None or not workload.varies:
+            task = asyncio.ensure_future(client.request())
+        elif workload.turns > 1:
+            task = asyncio.ensure_future(conversation(client, workload))
+        else:
+            task = asyncio.ensure_future(one_request(client, workload, None))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     if tasks:
