@@ -3,6 +3,9 @@ tests/sse_target.py and on the bundled mock), the tester's own lag or CPU wait i
 when it is a noticeable share of what was measured, and --rounds keeps its connections (and the
 warm-up's) across rounds."""
 import json
+import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -36,6 +39,27 @@ def test_the_default_prompt_on_the_bundled_mock(capsys):
     s = doc["runs"][0]["summary"]
     # The mock keeps a schedule (chunk k at k * 10 ms), so one gap may be short after a late one:
     # real gaps (not the 0 of delay=0), and the whole answer at least 19 gaps long.
+    assert s["ends"] == {"done": 2} and s["chunks"] == 40 and s["gap_ms"]["p50"] >= 5.0
+    assert s["total_ms"]["min"] >= 190.0
+
+
+NODE_MOCK = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "shared", "bench", "mock_sse.js")
+
+
+@pytest.mark.skipif(not (shutil.which("node") and os.path.exists(NODE_MOCK)),
+                    reason="the shared harness's mock (../shared/bench/mock_sse.js) or node is absent")
+def test_the_default_prompt_on_the_shared_harness_mock(capsys):
+    proc = subprocess.Popen(["node", NODE_MOCK, "0"], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, MOCK_HOST="127.0.0.1"))
+    try:
+        line = proc.stdout.readline()  # "mock_sse listening on http://127.0.0.1:PORT"
+        assert "listening on http://127.0.0.1:" in line, line
+        doc = run(capsys, "--url", line.split("listening on ")[1].strip() + "/v1", "-c", "2", "-n", "2")
+    finally:
+        proc.terminate()
+        proc.wait()
+    s = doc["runs"][0]["summary"]
     assert s["ends"] == {"done": 2} and s["chunks"] == 40 and s["gap_ms"]["p50"] >= 5.0
     assert s["total_ms"]["min"] >= 190.0
 
