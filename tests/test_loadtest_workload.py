@@ -87,7 +87,9 @@ def test_headers_and_extra_body(target, capsys):
     assert headers["X-Mock-Scenario"] == "story" and headers["X-Tenant"] == "blue"
     assert body["temperature"] == 0.2 and body["search_parameters"] == {"mode": "off"}
     assert body["messages"] == [{"role": "user", "content": "chunks=2"}]
-    for bad in (["--header", "novalue"], ["--header", "X-A:b\r\nX-B: c"], ["--extra-body", "[1]"],
+    for bad in (["--header", "novalue"], ["--header", "X-A:b\r\nX-B: c"], ["--header", "Content-Length: 3"],
+                ["--header", "X A: b"], ["--key", "k", "--header", "Authorization: Api-Key x"],
+                ["--extra-body", "[1]"],
                 ["--extra-body", "{"]):
         assert cli.main(["--url", target.url, "-n", "1"] + bad) == 2
 

@@ -148,6 +148,8 @@ def _check(args, parser):
         parser.error("--records FILE must end in .jsonl or .csv")
     try:
         args.headers = [parse_header(h) for h in args.header]
+        if args.key and any(k.lower() == "authorization" for k, _ in args.headers):
+            raise ValueError("--header Authorization and --key: give one of them")
         args.slos = slo.parse_slos(args.slo) if args.slo else []
         args.rates = parse_rates(args.rate_sweep) if args.rate_sweep else None
         if args.extra_body is not None:

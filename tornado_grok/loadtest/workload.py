@@ -171,9 +171,14 @@ def parse_header(text):
     """`K:V` -> (K, V); refuses line breaks and an empty name."""
     k, sep, v = text.partition(":")
     k, v = k.strip(), v.strip()
-    if not sep or not k or any(c in text for c in "\r\n\0"):
+    if not sep or not k or any(c in text for c in "\r\n\0") or any(c in k for c in " \t"):
         raise ValueError(f"bad --header {text!r}: NAME:VALUE expected")
+    if k.lower() in _FRAMING:
+        raise ValueError(f"--header {k}: set by the load tester (it frames the request)")
     return k, v
+
+
+_FRAMING = ("content-length", "transfer-encoding", "host", "connection")
 
 
 def parse_rates(spec):
