@@ -159,7 +159,8 @@ def lines_svg(title, ylabel, series, xlabel="seconds since start", marks=()):
                          for x, y in zip(xs, ys))
     for x, text in marks:
         parts.append(f'<line x1="{sx(x):.1f}" y1="{MT}" x2="{sx(x):.1f}" y2="{H - MB}" stroke="#555" '
-                     f'stroke-dasharray="2 2"/><text x="{sx(x) + 3:.1f}" y="{MT + 10}">{html.escape(text)}</text>')
+                     f'stroke-dasharray="2 2"/><text x="{sx(x) - 3:.1f}" y="{H - MB - 6}" text-anchor="end">'
+                     f'{html.escape(text)}</text>')  # at the bottom: the legend is at the top right
     _legend(parts, names)
     if any(d for *_, d in series):
         x = W - MR - 200
