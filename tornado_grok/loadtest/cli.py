@@ -178,7 +178,8 @@ def _config(args, shape):
         "prompt": args.prompt,
         "stream": args.stream,
         "shape": shape.describe() if not args.rates else
-        f"open loop rate sweep, {', '.join(f'{r:g}' for r in args.rates)} req/s Poisson (seed {args.seed})", "mode": "open" if args.rate or args.rates else "closed",
+        f"open loop rate sweep, {', '.join(f'{r:g}' for r in args.rates)} req/s Poisson (seed {args.seed})",
+        "mode": "open" if args.rate or args.rates else "closed",
         "concurrency": None if args.rate else args.concurrency, "rate": args.rate, "seed": args.seed,
         "max_inflight": shape.max_inflight if args.rate else None,
         "ramp_up_s": None if args.rate else args.ramp_up,
