@@ -153,3 +153,10 @@ def test_parse_rates():
     for bad in ("", "a,b", "10:5:1", "1:2:0", "0,1", "1:2"):
         with pytest.raises(ValueError):
             parse_rates(bad)
+
+
+def test_turns_without_streaming(target, capsys):
+    run(capsys, "--url", target.url, "-c", "1", "-n", "2", "--turns", "2", "--no-stream", "--prompt", "chunks=2 size=2")
+    assert target.stats["bodies"][1]["messages"] == [
+        {"role": "user", "content": "chunks=2 size=2"}, {"role": "assistant", "content": "xxxx"},
+        {"role": "user", "content": "chunks=2 size=2"}]
