@@ -12,6 +12,11 @@ The last user message says what to do, as space-separated key=value words:
     head_delay=D  ms before the response headers
     no_done=1     end the stream normally but without `data: [DONE]`
     incomplete=1  (Responses API) end with response.incomplete
+    malformed=K   (chat) send the truncated event `data: {"content":"oops` in place of chunk K
+
+A body's `max_tokens` caps the chunks (one token per chunk). Every request's body and headers are
+kept in stats["bodies"] and stats["headers"] (in arrival order), for tests of what was sent, and
+the client address of each TCP connection in stats["peers"].
 
 POST .../responses answers the same words with the Responses API's typed events (ResponsesHandler).
 
@@ -41,10 +46,12 @@ def scenario(body):
             text = m["content"]
             break
     sc = {"chunks": 20, "delay": 0, "size": 8, "reasoning": 0, "status": 200,
-          "error_at": -1, "drop_at": -1, "head_delay": 0, "no_done": 0, "incomplete": 0}
+          "error_at": -1, "drop_at": -1, "head_delay": 0, "no_done": 0, "incomplete": 0, "malformed": -1}
     for k, v in _WORD.findall(text):
         if k in sc:
             sc[k] = int(v)
+    if isinstance(body.get("max_tokens"), int):
+        sc["chunks"] = min(sc["chunks"], body["max_tokens"])
     return sc
 
 
@@ -63,6 +70,9 @@ class ChatHandler(tornado.web.RequestHandler):
         self.stats["requests"] += 1
         self.stats["connections"].add(id(self.request.connection))
         body = json.loads(self.request.body)
+        self.stats.setdefault("bodies", []).append(body)
+        self.stats.setdefault("peers", set()).add(self.request.connection.stream.socket.getpeername())
+        self.stats.setdefault("headers", []).append(dict(self.request.headers))
         sc = scenario(body)
         model = body.get("model", "test")
         if sc["head_delay"]:
@@ -98,6 +108,10 @@ class ChatHandler(tornado.web.RequestHandler):
             if k == sc["drop_at"]:
                 self.request.connection.stream.close()
                 return
+            if k == sc["malformed"]:
+                self.write('data: {"content":"oops\n\n')
+                await self.flush()
+                continue
             field = "reasoning_content" if k < sc["reasoning"] else "content"
             delta = {field: text}
             if k == 0:

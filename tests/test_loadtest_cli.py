@@ -19,14 +19,16 @@ from tornado_grok.loadtest import cli  # noqa: E402
 from tornado_grok.loadtest.client import Client  # noqa: E402
 from tornado_grok.loadtest.shapes import poisson_schedule  # noqa: E402
 
-RUN_KEYS = {"label", "url", "endpoint", "summary", "self", "connections_opened", "timeline"}
+RUN_KEYS = {"label", "url", "endpoint", "summary", "self", "connections_opened", "timeline", "rate",
+            "failed"}
 SUMMARY_KEYS = {"started", "finished", "ok", "errors", "errors_by_kind", "ends", "status_counts",
                 "dropped_arrivals", "error_examples", "wall_s", "requests_per_s", "chunks",
                 "chunks_per_s", "tokens", "tokens_per_s", "ttft_ms", "gap_ms", "total_ms",
-                "headers_ms", "start_lag_ms"}
+                "headers_ms", "start_lag_ms", "output_tokens", "output_tokens_source",
+                "output_tokens_per_s", "goodput", "tpot_ms", "itl_ms", "request_output_tokens_per_s"}
 STAT_KEYS = {"n", "mean", "min", "p50", "p90", "p99", "max"}
 SELF_KEYS = {"cpu_s", "wall_s", "cpu_pct_of_one_core", "peak_interval_cpu_pct", "loop_lag_ms_p99",
-             "loop_lag_ms_max", "cpu_wait_s", "rss_mib_start", "rss_mib_max", "bottleneck", "warnings"}
+             "loop_lag_ms_max", "cpu_wait_s", "cpu_wait_ms_per_wakeup", "rss_mib_start", "rss_mib_max", "bottleneck", "warnings"}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +45,8 @@ def target2():
     t.close()
 
 
-def run_json(capsys, *argv):
-    assert cli.main(list(argv) + ["--json", "--no-progress"]) == 0
+def run_json(capsys, *argv, code=0):
+    assert cli.main(list(argv) + ["--json", "--no-progress"]) == code
     return json.loads(capsys.readouterr().out)
 
 
@@ -121,7 +123,7 @@ def test_poisson_schedule_is_repeatable():
     ("chunks=3 no_done=1", "no_done"),
 ])
 def test_error_classification(target, capsys, prompt, kind):
-    doc = run_json(capsys, "--url", target.url, "-c", "2", "-n", "4", "--prompt", prompt)
+    doc = run_json(capsys, "--url", target.url, "-c", "2", "-n", "4", "--prompt", prompt, code=1)
     s = doc["runs"][0]["summary"]
     assert s["ends"] == {kind: 4} and s["errors_by_kind"] == {kind: 4} and s["ok"] == 0
     assert len(s["error_examples"]) == 1 and s["error_examples"][0]["count"] == 4
@@ -130,7 +132,7 @@ def test_error_classification(target, capsys, prompt, kind):
 
 def test_timeout(target, capsys):
     doc = run_json(capsys, "--url", target.url, "-c", "1", "-n", "1", "--timeout", "0.2",
-                   "--prompt", "head_delay=3000")
+                   "--prompt", "head_delay=3000", code=1)
     assert doc["runs"][0]["summary"]["ends"] == {"timeout": 1}
 
 
@@ -139,7 +141,7 @@ def test_connect_error(capsys):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    doc = run_json(capsys, "--url", f"http://127.0.0.1:{port}/v1", "-c", "2", "-n", "3")
+    doc = run_json(capsys, "--url", f"http://127.0.0.1:{port}/v1", "-c", "2", "-n", "3", code=1)
     assert doc["runs"][0]["summary"]["ends"] == {"connect_error": 3}
 
 
@@ -179,7 +181,8 @@ def test_bad_arguments_exit_2(capsys):
 def test_json_schema(target, capsys):
     doc = run_json(capsys, "--url", target.url, "-c", "2", "-n", "4", "--prompt", "chunks=3")
     assert doc["schema"] == "tornado_grok.loadtest/1"
-    assert set(doc) == {"schema", "generated_at", "config", "runs", "comparison", "warnings"}
+    assert set(doc) == {"schema", "generated_at", "config", "runs", "comparison", "sweep", "warnings",
+                        "failed"}
     assert doc["comparison"] is None and len(doc["runs"]) == 1
     run = doc["runs"][0]
     assert set(run) == RUN_KEYS
@@ -194,7 +197,8 @@ def test_json_schema(target, capsys):
 def test_table_output(target, capsys):
     assert cli.main(["--url", target.url, "-c", "2", "-n", "4", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    for word in ("TTFT", "token gap", "total", "req/s", "chunks/s", "tokens/s", "load tester: cpu"):
+    for word in ("TTFT", "chunk gap", "TPOT", "ITL", "e2e", "req/s", "chunks/s", "tokens/s",
+                 "load tester: cpu"):
         assert word in out
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import ujson
 
-from .parse import BodyCollector, ResponsesSSEParser, SSEParser, classify_body
+from .parse import BodyCollector, ResponsesSSEParser, SSEParser, TextSSEParser, classify_body
 
 APIS = ("chat", "responses")  # --api: chat completions, or the Responses API
 
@@ -21,7 +21,7 @@ perf = time.perf_counter
 
 # How a request ended. Only "done" is a success.
 ENDS = ("done", "error_event", "http_error", "disconnected", "timeout", "connect_error",
-        "no_done", "protocol_error", "cancelled")
+        "no_done", "protocol_error", "content_mismatch", "cancelled")
 
 _MAX_HEAD = 64 * 1024
 
@@ -30,7 +30,7 @@ class Result:
     """What one request did, in perf_counter seconds (t_* are absolute)."""
 
     __slots__ = ("t0", "t_headers", "t_first", "t_prev", "t_end", "status", "chunks", "tokens",
-                 "done", "error", "end", "detail", "content_type")
+                 "done", "error", "end", "detail", "content_type", "proto", "text", "conv", "turn")
 
     def __init__(self):
         self.t0 = perf()
@@ -43,13 +43,21 @@ class Result:
         self.end = None
         self.detail = None
         self.content_type = ""
+        self.proto = None  # the first malformed event, if any: the request is a protocol_error
+        self.text = None   # a list of content strings when the answer's text is kept (--turns)
+        self.conv = self.turn = None
 
 
 class Target:
-    """One endpoint plus the single request body every load request sends to it."""
+    """One endpoint, the request head every load request sends to it, and its default body.
 
-    def __init__(self, url, key=None, model="bench", prompt="chunks=20 delay=0 size=8",
-                 stream=True, timeout=60.0, connect_timeout=10.0, api="chat"):
+    `headers` are extra (name, value) pairs; `extra_body` is merged into every body's top level;
+    `expect_chunks` makes a done answer with another number of content chunks a `content_mismatch`.
+    """
+
+    def __init__(self, url, key=None, model="bench", prompt="chunks=20 delay=10 size=8",
+                 stream=True, timeout=60.0, connect_timeout=10.0, api="chat", headers=(),
+                 extra_body=None, expect_chunks=None, keep_text=False):
         if api not in APIS:
             raise ValueError(f"unknown API {api!r} (one of {', '.join(APIS)})")
         u = urlsplit(url)
@@ -71,26 +79,45 @@ class Target:
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
         self.api = api
-        self.sse_parser = ResponsesSSEParser if api == "responses" else SSEParser
-        if api == "responses":
-            body = {"model": model, "input": [{"role": "user", "content": prompt}], "stream": stream}
-        else:
-            body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream}
-            if stream:
-                body["stream_options"] = {"include_usage": True}
-        payload = ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode()
+        self.model = model
+        self.extra_body = extra_body or {}
+        self.expect_chunks = expect_chunks
+        self.keep_text = keep_text
+        self.sse_parser = ResponsesSSEParser if api == "responses" else (
+            TextSSEParser if keep_text else SSEParser)
         hostport = self.host if ":" not in self.host else f"[{self.host}]"
         if u.port:
             hostport += f":{u.port}"
         head = [f"POST {path} HTTP/1.1", f"Host: {hostport}",
                 "User-Agent: tornado_grok-loadtest", "Content-Type: application/json",
-                "Accept: " + ("text/event-stream" if stream else "application/json"),
-                f"Content-Length: {len(payload)}"]
+                "Accept: " + ("text/event-stream" if stream else "application/json")]
         if key:
             if any(c in key for c in "\r\n\0"):
                 raise ValueError("the key contains a line break")
             head.append(f"Authorization: Bearer {key}")
-        self.request_bytes = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+        for k, v in headers:
+            if any(c in k + v for c in "\r\n\0"):
+                raise ValueError(f"the header {k!r} contains a line break")
+            head.append(f"{k}: {v}")
+        self.head = ("\r\n".join(head) + "\r\n").encode()
+        self.request_bytes = self.build([{"role": "user", "content": prompt}])
+
+    def build(self, messages, max_tokens=None):
+        """The request's bytes for these messages (and max_tokens, when drawn)."""
+        if self.api == "responses":
+            body = {"model": self.model, "input": messages, "stream": self.stream}
+            if max_tokens is not None:
+                body["max_output_tokens"] = max_tokens
+        else:
+            body = {"model": self.model, "messages": messages, "stream": self.stream}
+            if self.stream:
+                body["stream_options"] = {"include_usage": True}
+            if max_tokens is not None:
+                body["max_tokens"] = max_tokens
+        if self.extra_body:
+            body.update(self.extra_body)
+        payload = ujson.dumps(body, ensure_ascii=False, escape_forward_slashes=False).encode()
+        return self.head + b"Content-Length: %d\r\n\r\n" % len(payload) + payload
 
 
 def _resolve(host, port):
@@ -149,7 +176,7 @@ class Conn(asyncio.Protocol):
             self.data_received_body(data, now)
 
     # -- request lifecycle -------------------------------------------------------------
-    def begin(self, target, res, fut, reused):
+    def begin(self, target, res, fut, reused, request_bytes=None):
         self.res = res
         self.fut = fut
         self.target = target
@@ -159,7 +186,7 @@ class Conn(asyncio.Protocol):
         self.state = _HEAD
         self.buf = b""
         self.sink = None
-        self.transport.write(target.request_bytes)
+        self.transport.write(request_bytes or target.request_bytes)
 
     def abort(self, end, detail=None):
         """Timeout or cancellation: record `end` and drop the connection."""
@@ -310,6 +337,12 @@ class Conn(asyncio.Protocol):
             res.end = "error_event" if res.error is not None else ("done" if res.done else "no_done")
         else:
             classify_body(res, sink, self.target.stream, self.rec, now)
+        if res.proto is not None and res.end in ("done", "no_done"):
+            res.end, res.detail = "protocol_error", res.proto
+        expect = self.target.expect_chunks
+        if expect is not None and res.end == "done" and res.chunks != expect:
+            res.end = "content_mismatch"
+            res.detail = f"{res.chunks} content chunks, {expect} expected"
         self.reusable = self.keep and self.state != _EOF and not self.closed
         self._resolve()
 
@@ -339,13 +372,18 @@ class Client:
         self.connections_opened += 1
         return conn
 
-    async def request(self):
-        """One request, start to end; always returns a finished Result."""
+    async def request(self, conv=None, request_bytes=None):
+        """One request, start to end; always returns a finished Result. `conv` (a workload
+        Conversation) is noted in the result, `request_bytes` replace the target's default body."""
         rec = self.rec
         res = Result()
+        if conv is not None:
+            res.conv, res.turn = conv.id, conv.turn + 1
+        if self.target.keep_text:
+            res.text = []
         rec.started_one()
         try:
-            await self._run(res)
+            await self._run(res, request_bytes)
         except asyncio.CancelledError:
             res.end = res.end or "cancelled"
             raise
@@ -357,7 +395,7 @@ class Client:
             rec.finished_one(res)
         return res
 
-    async def _run(self, res):
+    async def _run(self, res, request_bytes):
         t = self.target
         loop = asyncio.get_running_loop()
         for attempt in (0, 1):
@@ -398,7 +436,7 @@ class Client:
             remaining = max(0.001, res.t0 + t.timeout - perf())
             timer = loop.call_later(remaining, conn.abort, "timeout", f"no end after {t.timeout}s")
             try:
-                conn.begin(t, res, fut, reused)
+                conn.begin(t, res, fut, reused, request_bytes)
                 retry = await fut
             except BaseException:
                 conn.abort("cancelled")

@@ -67,6 +67,8 @@ class SSEParser:
         if payload[:6] == b"[DONE]":
             res.done = True
             return
+        if payload[:1] != b"{" or payload[-1:] != b"}":  # framing: a JSON object or nothing
+            return self.malformed(payload)
         special = b'"error"' in payload or b'"usage"' in payload
         if not special:
             # Fast path, no JSON parsing: a key "content" (or "reasoning_content") whose string
@@ -83,9 +85,9 @@ class SSEParser:
         try:
             ev = ujson.loads(payload)
         except ValueError:
-            return
+            return self.malformed(payload)
         if type(ev) is not dict:
-            return
+            return self.malformed(payload)
         err = ev.get("error")
         if err:
             if res.error is None:
@@ -102,6 +104,32 @@ class SSEParser:
             ct = usage.get("completion_tokens")
             if isinstance(ct, int):
                 res.tokens = ct
+
+
+    def malformed(self, payload):
+        """An event that is not a JSON object: the request ends as a protocol_error, whatever follows."""
+        res = self.res
+        if res.proto is None:
+            res.proto = "malformed event: " + bytes(payload[:80]).decode("utf-8", "replace")
+
+
+class TextSSEParser(SSEParser):
+    """SSEParser that also keeps the answer's text (for --turns: the next turn appends it)."""
+
+    __slots__ = ()
+
+    def dispatch(self, payload, now):
+        res = self.res
+        if b'content"' in payload and payload[:1] == b"{" and payload[-1:] == b"}":
+            try:
+                ev = ujson.loads(payload)
+            except ValueError:
+                ev = None
+            for ch in (ev.get("choices") or ()) if type(ev) is dict else ():
+                delta = ch.get("delta") if type(ch) is dict else None
+                if type(delta) is dict and isinstance(delta.get("content"), str):
+                    res.text.append(delta["content"])
+        SSEParser.dispatch(self, payload, now)
 
 
 class ResponsesSSEParser(SSEParser):
@@ -132,11 +160,13 @@ class ResponsesSSEParser(SSEParser):
 
     def typed(self, kind, payload, now):
         ev = None
+        if payload[:1] != b"{" or payload[-1:] != b"}":
+            return self.malformed(payload)
         if kind is None:
             try:
                 ev = ujson.loads(payload)
             except ValueError:
-                return
+                return self.malformed(payload)
             if type(ev) is not dict or not isinstance(ev.get("type"), str):
                 return
             kind = ev["type"].encode()
@@ -151,7 +181,7 @@ class ResponsesSSEParser(SSEParser):
             try:
                 ev = ujson.loads(payload)
             except ValueError:
-                ev = {}
+                return self.malformed(payload)
         res = self.res
         response = ev.get("response") if type(ev) is dict else None
         response = response if type(response) is dict else {}
@@ -245,6 +275,8 @@ def classify_body(res, collector, stream, rec, now):
         msg = ch.get("message") if type(ch) is dict else None
         if msg and (msg.get("content") or msg.get("reasoning_content")):
             rec.content_event(res, now)
+            if res.text is not None and isinstance(msg.get("content"), str):
+                res.text.append(msg["content"])
             break
     usage = obj.get("usage")
     if type(usage) is dict and isinstance(usage.get("completion_tokens"), int):

@@ -11,7 +11,10 @@ import resource
 import time
 
 CPU_WARN_PCT = 90.0       # of one core: the event loop is single-threaded
-LAG_WARN_MS = 20.0        # p99 lateness of the sampler's wake-ups
+LAG_WARN_MS = 20.0        # p99 lateness of the sampler's wake-ups (when nothing says what matters)
+LAG_FLOOR_MS = 10.0       # below this, lag is timer and scheduler noise (p99 of a few samples)
+SHARE_OF_SCALE = 0.1      # lag or CPU wait matters past 10% of the smallest figure measured
+WAIT_FLOOR_MS = 1.0       # average wait for a CPU per wake-up below this does not matter
 MIN_WALL_S = 1.0          # shorter runs are not judged
 WAIT_WARN_SHARE = 0.1     # runnable but not running for over 10% of the run: a busy machine
 
@@ -43,9 +46,16 @@ def rss_mib():
 
 def runqueue_wait_s():
     """Seconds this thread spent runnable but waiting for a CPU (Linux schedstat), or None."""
+    s = _schedstat()
+    return None if s is None else s[0]
+
+
+def _schedstat():
+    """(seconds runnable but waiting for a CPU, times it was given a CPU), or None."""
     try:
         with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
+            parts = f.read().split()
+        return int(parts[1]) / 1e9, int(parts[2])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -66,6 +76,8 @@ class SelfMonitor:
         self.rss_start = rss_mib()
         self.rss_max = self.rss_start
         self.wait0 = runqueue_wait_s()
+        st = _schedstat()
+        self.slices0 = None if st is None else st[1]
 
     def sample(self, expected_wake):
         """Record one tick; returns this interval's CPU % of one core."""
@@ -79,7 +91,10 @@ class SelfMonitor:
         self.rss_max = max(self.rss_max, rss_mib())
         return round(pct, 1)
 
-    def report(self):
+    def report(self, scale_ms=None):
+        """The figures and the warnings that matter. `scale_ms` is the smallest latency figure
+        the run measured (its TTFT or chunk gap p50): the tester's own lag or wait for a CPU is
+        worth a warning only when it is a noticeable share of it."""
         wall = time.perf_counter() - self.wall0
         cpu = time.process_time() - self.cpu0
         pct = 100.0 * cpu / wall if wall > 0 else 0.0
@@ -98,10 +113,17 @@ class SelfMonitor:
                             f"{busy} of {len(self.interval_cpu)} intervals: it may be the bottleneck")
         wait = runqueue_wait_s()
         waited = None if wait is None or self.wait0 is None else wait - self.wait0
-        if waited is not None and wall >= MIN_WALL_S and waited > WAIT_WARN_SHARE * wall:
-            warnings.append(f"the load tester waited {waited:.1f} s of {wall:.1f} s for a CPU: the "
-                            "machine is oversubscribed and timings include that wait")
-        if lag_p99 > LAG_WARN_MS and wall >= MIN_WALL_S:
+        st = _schedstat()
+        slices = None if st is None or self.slices0 is None else st[1] - self.slices0
+        per_wake_ms = 1000.0 * waited / slices if waited is not None and slices else None
+        lag_limit = LAG_WARN_MS if not scale_ms else max(LAG_FLOOR_MS, SHARE_OF_SCALE * scale_ms)
+        wait_limit = WAIT_FLOOR_MS if not scale_ms else max(WAIT_FLOOR_MS, SHARE_OF_SCALE * scale_ms)
+        if waited is not None and wall >= MIN_WALL_S and waited > WAIT_WARN_SHARE * wall and \
+                (per_wake_ms is None or per_wake_ms > wait_limit):
+            warnings.append(f"the load tester waited {waited:.1f} s of {wall:.1f} s for a CPU"
+                            + (f" ({per_wake_ms:.1f} ms per wake-up)" if per_wake_ms else "")
+                            + ": the machine is oversubscribed and timings include that wait")
+        if lag_p99 > lag_limit and wall >= MIN_WALL_S:
             warnings.append(f"event-loop lag p99 {lag_p99:.1f} ms: timings include the load "
                             "tester's own queueing")
         return {
@@ -112,6 +134,7 @@ class SelfMonitor:
             "loop_lag_ms_p99": round(lag_p99, 3),
             "loop_lag_ms_max": round(lags[-1], 3) if lags else 0.0,
             "cpu_wait_s": None if waited is None else round(waited, 3),
+            "cpu_wait_ms_per_wakeup": None if per_wake_ms is None else round(per_wake_ms, 3),
             "rss_mib_start": round(self.rss_start, 1),
             "rss_mib_max": round(self.rss_max, 1),
             "bottleneck": bool(warnings),
@@ -134,6 +157,7 @@ def merge_reports(a, b):
         "loop_lag_ms_p99": max(a["loop_lag_ms_p99"], b["loop_lag_ms_p99"]),
         "loop_lag_ms_max": max(a["loop_lag_ms_max"], b["loop_lag_ms_max"]),
         "cpu_wait_s": None if None in waits else round(sum(waits), 3),
+        "cpu_wait_ms_per_wakeup": max((r.get("cpu_wait_ms_per_wakeup") or 0.0 for r in (a, b)), default=None),
         "rss_mib_start": a["rss_mib_start"],
         "rss_mib_max": max(a["rss_mib_max"], b["rss_mib_max"]),
         "bottleneck": a["bottleneck"] or b["bottleneck"],

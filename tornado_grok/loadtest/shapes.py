@@ -59,8 +59,25 @@ def poisson_schedule(rate, seed=None, n=None, duration=None):
     return out
 
 
-async def closed_loop(client, shape, stop):
-    """`concurrency` workers, each issuing its next request when its last one ends."""
+async def one_request(client, workload, conv):
+    """The next request of `conv` (or the target's one body when nothing varies); returns the
+    conversation to continue, or None when it is over."""
+    if workload is None or not workload.varies:
+        await client.request()
+        return None
+    if conv is None:
+        conv = workload.conversation()
+    body = client.target.build(conv.messages(), workload.max_tokens_for_next())
+    res = await client.request(conv, body)
+    if res.end != "done" or workload.turns == 1:
+        return None  # a failed turn ends its conversation
+    conv.answered("".join(res.text or ()))
+    return conv if conv.turn < conv.turns else None
+
+
+async def closed_loop(client, shape, stop, workload=None):
+    """`concurrency` workers, each issuing its next request when its last one ends (the next
+    turn of its conversation, or a new conversation)."""
     deadline = perf() + shape.duration if shape.duration else float("inf")
     cap = shape.requests
     issued = 0
@@ -72,9 +89,14 @@ async def closed_loop(client, shape, stop):
         nonlocal issued
         if shape.ramp_up:  # worker i starts at i/n of the ramp (a stop cancels the sleep)
             await asyncio.sleep(max(0.0, t0 + shape.ramp_up * i / n - perf()))
+        conv = None
+        plain = workload is None or not workload.varies  # the usual case: no extra frame per request
         while (cap is None or issued < cap) and perf() < deadline and not stop.is_set():
             issued += 1
-            await client.request()
+            if plain:
+                await client.request()
+            else:
+                conv = await one_request(client, workload, conv)
 
     workers = []
     try:
@@ -90,13 +112,20 @@ async def closed_loop(client, shape, stop):
         raise
 
 
-async def open_loop(client, shape, stop):
+async def conversation(client, workload):
+    """Open loop: one arrival is one conversation, its turns one after the other."""
+    conv = await one_request(client, workload, None)
+    while conv is not None:
+        conv = await one_request(client, workload, conv)
+
+
+async def open_loop(client, shape, stop, workload=None):
     """Requests start at Poisson arrival times whatever the target's speed (no coordinated omission)."""
     start = perf()
     rec = client.rec
     tasks = set()
     try:
-        await _arrivals(client, shape, stop, start, rec, tasks)
+        await _arrivals(client, shape, stop, start, rec, tasks, workload)
     except asyncio.CancelledError:  # stopped: end the requests still running, then re-raise
         pending = list(tasks)
         for task in pending:
@@ -105,7 +134,7 @@ async def open_loop(client, shape, stop):
         raise
 
 
-async def _arrivals(client, shape, stop, start, rec, tasks):
+async def _arrivals(client, shape, stop, start, rec, tasks, workload):
     for i, offset in enumerate(poisson_arrivals(shape.rate, shape.seed)):
         if (shape.requests is not None and i >= shape.requests) or \
                 (shape.duration is not None and offset >= shape.duration) or stop.is_set():
@@ -120,11 +149,22 @@ async def _arrivals(client, shape, stop, start, rec, tasks):
         if rec.open >= shape.max_inflight:
             rec.dropped += 1
             continue
-        task = asyncio.ensure_future(client.request())
+        if workload is None or not workload.varies:
+            task = asyncio.ensure_future(client.request())
+        elif workload.turns > 1:
+            task = asyncio.ensure_future(conversation(client, workload))
+        else:
+            task = asyncio.ensure_future(one_request(client, workload, None))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.gather(*tasks)
+
+
+def _scale_ms(rec):
+    """The smallest positive median of TTFT and chunk gap: what the tester's own delays compare to."""
+    meds = [d["p50"] for d in (describe(rec.ttft_ms), describe(rec.gap_ms)) if d and d["p50"] > 0]
+    return min(meds) if meds else None
 
 
 def progress_line(label, rec, cpu_pct):
@@ -141,20 +181,30 @@ def progress_line(label, rec, cpu_pct):
 
 
 async def run_load(target, shape, *, progress=False, label="target", stop=None, warmup=0,
-                   connect_limit=0):
-    """Drive `target` with `shape`; returns (Recorder, self-check report, connections opened)."""
+                   connect_limit=0, client=None, workload=None, records=False, keep_open=False):
+    """Drive `target` with `shape`; returns (Recorder, self-check report, connections opened).
+
+    Pass the `client` of an earlier run (a round of --compare --rounds) to keep its kept-alive
+    connections; `warmup` requests then need not be repeated."""
     stop = stop or asyncio.Event()
     rec = Recorder()
-    client = Client(target, rec, connect_limit)
+    if client is None:
+        client = Client(target, rec, connect_limit)
     if warmup:
-        await closed_loop(client, Shape(concurrency=shape.concurrency, requests=warmup), stop)
-        client.rec = rec = Recorder()
-        for conn in client.idle:
-            conn.rec = rec
+        client.rec = rec
+        await closed_loop(client, Shape(concurrency=shape.concurrency, requests=warmup), stop, workload)
+        rec = Recorder()
+    client.rec = rec
+    for conn in client.idle:
+        conn.rec = rec
+    if records:
+        rec.rows = []
+    opened_before = client.connections_opened
     mon = SelfMonitor(TICK_S)
     rec.start_clock()
+    rec.timeline.append((0.0, 0, 0, 0, 0, 0, 0.0))  # rates over time start from zero
     driver = open_loop if shape.rate else closed_loop
-    task = asyncio.ensure_future(driver(client, shape, stop))
+    task = asyncio.ensure_future(driver(client, shape, stop, workload))
     stopper = asyncio.ensure_future(stop.wait())
     next_tick = perf() + TICK_S
     try:
@@ -182,15 +232,16 @@ async def run_load(target, shape, *, progress=False, label="target", stop=None, 
             task.result()
     finally:
         stopper.cancel()
-        client.close()
+        if stop.is_set() or not keep_open:
+            client.close()
         if progress:
             sys.stderr.write("\n")
     pct = mon.sample(perf())
     rec.tick(pct)
-    me = mon.report()
+    me = mon.report(_scale_ms(rec))
     lag = describe(rec.start_lag_ms)
     if lag and lag["p99"] > LAG_WARN_MS:
         me["warnings"].append(f"open loop: requests started up to {lag['p99']:.1f} ms (p99) after "
                               "their scheduled arrival: the load tester fell behind its schedule")
         me["bottleneck"] = True
-    return rec, me, client.connections_opened
+    return rec, me, client.connections_opened - opened_before
