@@ -154,6 +154,10 @@ class StreamRelay:
                     continue
             if self.rewrite is not None:
                 data = _rewrite(data, self.rewrite)
+            if b"\n" in data:
+                # A payload the upstream sent over several data: lines goes out the same way: one
+                # line holding its newlines would end the event early for the client's reader.
+                data = data.replace(b"\n", b"\ndata: ")
             out.append(b"data: " + data + b"\n\n")
         if out:
             self._emit(out)
