@@ -1,0 +1,221 @@
+"""The load tester's statistics on known data: nearest-rank percentiles, chunk gaps (between chunks
+of one stream, not from its first token), the summary's rates, the --compare figures' direction, the
+bottleneck warning, and every plot of the HTML report, by name."""
+
+import math
+import re
+
+import pytest
+
+from tornado_grok.loadtest import html, report, selfcheck
+from tornado_grok.loadtest.client import Result
+from tornado_grok.loadtest.stats import Recorder, describe, percentile, summarize
+
+
+def nearest_rank(values, p):
+    """The definition, independently: the smallest sample with at least p% of the samples at or below it."""
+    s = sorted(values)
+    return next(x for x in s if sum(v <= x for v in s) >= p / 100.0 * len(s))
+
+
+@pytest.mark.parametrize("values, p, expected", [
+    ([15, 20, 35, 40, 50], 5, 15), ([15, 20, 35, 40, 50], 30, 20), ([15, 20, 35, 40, 50], 40, 20),
+    ([15, 20, 35, 40, 50], 50, 35), ([15, 20, 35, 40, 50], 100, 50), ([15, 20, 35, 40, 50], 0, 15),
+    ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 25, 7), ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 50, 8),
+    ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 75, 15), ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 90, 16),
+    ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 99, 20), ([7], 50, 7), ([1, 2], 50, 1), ([1, 2], 51, 2),
+])
+def test_percentile_is_the_nearest_rank(values, p, expected):
+    assert percentile(sorted(values), p) == expected
+
+
+def test_percentile_matches_the_definition_on_every_small_sample():
+    for n in range(1, 13):
+        values = [float(v * v % 17) for v in range(n)]
+        for p in (1, 10, 25, 33, 50, 66, 75, 90, 99, 100):
+            assert percentile(sorted(values), p) == nearest_rank(values, p), (n, p)
+
+
+def test_describe_on_known_samples():
+    samples = [float(v) for v in (10, 1, 9, 2, 8, 3, 7, 4, 6, 5)]
+    assert describe(samples) == {"n": 10, "mean": 5.5, "min": 1.0, "p50": 5.0, "p90": 9.0, "p99": 10.0,
+                                 "max": 10.0}
+    assert describe([]) is None
+    assert describe([2.0004, 2.0016]) == {"n": 2, "mean": 2.001, "min": 2.0, "p50": 2.0, "p90": 2.002,
+                                          "p99": 2.002, "max": 2.002}
+
+
+def stream(rec, t0, events, end="done", headers=None, tokens=None, status=200):
+    """One request: started at t0, content events at the given times (s), ended at the last one."""
+    res = Result()
+    res.t0 = t0
+    res.t_headers = headers if headers is not None else 0.0
+    rec.started_one()
+    for t in events:
+        rec.content_event(res, t)
+    res.t_end = events[-1] if events else t0 + 1.0
+    res.end, res.status, res.tokens = end, status, tokens
+    rec.finished_one(res)
+    return res
+
+
+def test_gaps_are_between_chunks_of_one_stream():
+    rec = Recorder()
+    rec.t_start = rec.t_last_end = 100.0
+    a = stream(rec, 100.0, [100.5, 101.5, 101.75, 104.75], headers=100.25)
+    stream(rec, 100.1, [100.2, 100.3], headers=100.15)
+    assert a.chunks == 4 and rec.chunks == 6
+    # 1000, 250 and 3000 ms in the first stream, 100 in the second: never measured from the first
+    # token (that would be 1000, 1250, 4250) and never across streams.
+    assert sorted(round(g, 6) for g in rec.gap_ms) == [100.0, 250.0, 1000.0, 3000.0]
+    gaps = describe(rec.gap_ms)
+    assert gaps["max"] == 3000.0 and gaps["p50"] == 250.0
+    assert sorted(round(t, 6) for t in rec.ttft_ms) == [100.0, 500.0]
+    assert sorted(round(t, 6) for t in rec.headers_ms) == [50.0, 250.0]
+    assert sorted(round(t, 6) for t in rec.total_ms) == [200.0, 4750.0]
+
+
+def test_summary_counts_rates_and_errors():
+    rec = Recorder()
+    rec.t_start = rec.t_last_end = 0.0
+    stream(rec, 0.0, [0.5, 1.0], tokens=5)
+    stream(rec, 0.0, [1.0, 2.0, 4.0], tokens=7)
+    stream(rec, 1.0, [1.5], end="error_event", status=200)
+    stream(rec, 1.0, [], end="http_error", status=500)
+    stream(rec, 1.0, [], end="cancelled")
+    s = summarize(rec)
+    assert s["wall_s"] == 4.0
+    assert (s["started"], s["finished"], s["ok"], s["errors"]) == (5, 5, 2, 2)
+    assert s["errors_by_kind"] == {"error_event": 1, "http_error": 1}
+    assert s["requests_per_s"] == 0.5 and s["chunks"] == 6 and s["chunks_per_s"] == 1.5
+    assert s["tokens"] == 12 and s["tokens_per_s"] == 3.0
+    assert s["total_ms"]["n"] == 2 and s["ttft_ms"]["n"] == 3  # total only for complete answers
+    assert s["status_counts"] == {"200": 4, "500": 1}
+    no_tokens = Recorder()
+    stream(no_tokens, no_tokens.t_start, [no_tokens.t_start + 1])
+    assert summarize(no_tokens)["tokens"] is None and summarize(no_tokens)["tokens_per_s"] is None
+
+
+def test_error_examples_are_counted_and_capped():
+    rec = Recorder()
+    for i in range(8):
+        res = stream(rec, 0.0, [], end="http_error", status=500)
+        res.detail = "status %d" % (i % 6)
+    rec2 = Recorder()
+    for i in range(8):
+        res = Result()
+        res.t0, res.t_end, res.end, res.status, res.detail = 0.0, 1.0, "http_error", 500, "status %d" % (i % 6)
+        rec2.finished_one(res)
+    assert len(rec2.error_examples) == 5  # the first distinct five, each with its count
+    assert rec2.error_examples["http_error: status 0"] == 2 and rec2.error_examples["http_error: status 4"] == 1
+
+
+def test_merged_rounds_add_up():
+    a, b = Recorder(), Recorder()
+    a.t_start = a.t_last_end = 0.0
+    b.t_start = b.t_last_end = 10.0
+    stream(a, 0.0, [1.0, 2.0], tokens=2)
+    stream(b, 10.0, [10.5, 13.0], tokens=3)
+    a.merge(b)
+    assert a.wall_s() == 5.0 and a.finished == 2 and a.tokens == 5 and a.chunks == 4
+    assert sorted(a.gap_ms) == [1000.0, 2500.0]
+
+
+def doc_for(primary_summary, baseline_summary):
+    def run(label, url, summary):
+        return {"label": label, "url": url, "endpoint": url[7:], "summary": summary,
+                "self": {"warnings": []}}
+    return run("target", "http://gw/v1", primary_summary), run("compare", "http://mock/v1", baseline_summary)
+
+
+def test_comparison_direction():
+    slow = {"ttft_ms": {"p50": 12.0, "p99": 30.0}, "gap_ms": {"p50": 2.0}, "total_ms": {"p50": 100.0},
+            "requests_per_s": 50.0, "chunks_per_s": 1000.0}
+    fast = {"ttft_ms": {"p50": 10.0, "p99": 20.0}, "gap_ms": {"p50": 1.5}, "total_ms": {"p50": 90.0},
+            "requests_per_s": 200.0, "chunks_per_s": 4000.0}
+    c = report.comparison(*doc_for(slow, fast))
+    # Positive ms: --url slower; ratio url / compare: below 1 when --url is slower.
+    assert (c["primary"], c["baseline"]) == ("http://gw/v1", "http://mock/v1")
+    assert c["ttft_p50_added_ms"] == 2.0 and c["ttft_p99_added_ms"] == 10.0
+    assert c["gap_p50_added_ms"] == 0.5 and c["total_p50_added_ms"] == 10.0
+    assert c["requests_per_s_ratio"] == 0.25 and c["chunks_per_s_ratio"] == 0.25
+    assert report.comparison(*doc_for(fast, slow))["requests_per_s_ratio"] == 4.0
+    empty = dict(fast, ttft_ms=None, requests_per_s=0.0)
+    c = report.comparison(*doc_for(slow, empty))
+    assert c["ttft_p50_added_ms"] is None and c["requests_per_s_ratio"] is None
+    assert "1 rounds" not in c["order"] and "sequential" in c["order"]
+    assert "3 rounds" in report.comparison(*doc_for(slow, fast), rounds=3)["order"]
+
+
+def check(wall, cpu, intervals=(), wait=None):
+    """A SelfMonitor whose run took `wall` s and `cpu` s of CPU (known data, not this process's)."""
+    sc = selfcheck.SelfMonitor(0.5)
+    now_wall, now_cpu = selfcheck.time.perf_counter(), selfcheck.time.process_time()
+    sc.wall0, sc.cpu0 = now_wall - wall, now_cpu - cpu
+    sc.interval_cpu = list(intervals)
+    sc.wait0 = None if wait is None else (selfcheck.runqueue_wait_s() or 0.0) - wait
+    return sc.report()
+
+
+def test_the_bottleneck_warning_fires_when_the_tester_is_the_bottleneck():
+    busy = check(10.0, 9.8)
+    assert busy["bottleneck"] and busy["cpu_pct_of_one_core"] >= 97
+    assert any("may be the bottleneck" in w and "98% of one core" in w for w in busy["warnings"])
+    idle = check(10.0, 1.0, intervals=[10.0] * 20)
+    assert not idle["bottleneck"] and idle["warnings"] == []
+    # Not busy on average, but above the threshold in most intervals: still the bottleneck.
+    spiky = check(10.0, 5.0, intervals=[95.0] * 11 + [5.0] * 9)
+    assert spiky["bottleneck"] and any("11 of 20 intervals" in w for w in spiky["warnings"])
+    half = check(10.0, 5.0, intervals=[95.0] * 10 + [5.0] * 10)
+    assert not half["bottleneck"]
+    assert check(0.5, 0.5)["warnings"] == []  # too short to judge
+    assert check(selfcheck.MIN_WALL_S + 0.05, selfcheck.MIN_WALL_S)["bottleneck"]
+    edge = check(10.0, 10.0 * selfcheck.CPU_WARN_PCT / 100.0 - 0.05, intervals=[selfcheck.CPU_WARN_PCT] * 4)
+    assert not edge["bottleneck"]  # at the threshold, not above it
+
+
+def test_merged_self_reports_keep_every_warning_once():
+    a, b = check(10.0, 9.8), check(10.0, 1.0)
+    m = selfcheck.merge_reports(a, b)
+    assert m["bottleneck"] and m["warnings"] == a["warnings"]
+    assert m["wall_s"] == pytest.approx(a["wall_s"] + b["wall_s"], abs=0.01)
+    assert m["cpu_pct_of_one_core"] == pytest.approx(54.0, abs=0.5)
+
+
+PLOTS = ["Time to first token", "Gap between content chunks", "Chunks per second", "Completed requests per second",
+         "Open streams", "Load tester CPU (% of one core)"]
+
+
+def test_every_plot_is_in_the_html_report():
+    recs = []
+    for base in (0.0, 100.0):
+        rec = Recorder()
+        rec.t_start = rec.t_last_end = base
+        for k in range(5):
+            stream(rec, base + k * 0.1, [base + k * 0.1 + 0.05 * j for j in range(1, 6)], tokens=5)
+            rec.timeline.append((0.5 * (k + 1), k + 1, k + 1, 5 * (k + 1), 5 * (k + 1), 1, 20.0 + k))
+        recs.append(rec)
+
+    class T:
+        url = "http://127.0.0.1:1/v1"
+        host, port, path = "127.0.0.1", 1, "/v1/chat/completions"
+
+    me = check(2.0, 0.2)
+    runs = [report.run_entry(label, T, rec, me, 1) for label, rec in zip(("target", "compare"), recs)]
+    config = {"shape": "closed loop", "prompt": "p", "stream": True, "model": "m", "requests": 5,
+              "duration_s": None, "timeout_s": 60.0}
+    page = html.render(report.document(config, runs), recs)
+    titles = re.findall(r"<svg\b.*?<text[^>]*>([^<]+)</text>", page, re.S)
+    assert [html_unescape(t) for t in titles] == PLOTS
+    for svg in re.findall(r"<svg.*?</svg>", page, re.S):
+        assert "no samples" not in svg and "no data" not in svg
+    assert page.count("<rect") >= 2 and page.count("<polyline") >= 8  # two series in each line plot
+
+
+def html_unescape(text):
+    import html as std
+    return std.unescape(text)
+
+
+def test_rounding_keeps_three_decimals():
+    assert describe([1.23456])["p50"] == 1.235 and math.isclose(describe([1.0, 2.0])["mean"], 1.5)
