@@ -167,6 +167,16 @@ def test_an_event_just_under_the_limit_is_accepted_and_one_byte_over_is_not():
     assert fed(sse.MAX_EVENT_BYTES - 64) == [b"x" * (sse.MAX_EVENT_BYTES - 64)]
     with pytest.raises(SSEError):
         fed(sse.MAX_EVENT_BYTES + 1)
+    # Exactly at the limit is kept, one byte more is not: an unfinished line...
+    p = SSEParser()
+    assert p.feed(b"d" * sse.MAX_EVENT_BYTES) == []
+    with pytest.raises(SSEError):
+        p.feed(b"d")
+    # ...and the data of an unfinished event.
+    p = SSEParser()
+    assert p.feed(b"data:" + b"x" * sse.MAX_EVENT_BYTES + b"\n") == [] and p.pending()
+    with pytest.raises(SSEError):
+        p.feed(b"data:\n")
     # An event of several data lines counts all of them.
     p = SSEParser()
     p.feed(b"data:" + b"x" * (sse.MAX_EVENT_BYTES // 2) + b"\n")
