@@ -25,6 +25,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -250,6 +251,7 @@ def main(argv=None) -> int:
                 for index, line, desc in mutants(f.read()):
                     print("%s #%d line %d: %s" % (m, index, line, desc))
         return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a stopped run still removes its copy
     repo = copy_repo(os.path.abspath(args.repo))
     warm_up(repo)
     results = []

@@ -45,7 +45,7 @@ def test_describe_on_known_samples():
                                           "p99": 2.002, "max": 2.002}
 
 
-def stream(rec, t0, events, end="done", headers=None, tokens=None, status=200):
+def stream(rec, t0, events, end="done", headers=None, tokens=None, status=200, detail=None):
     """One request: started at t0, content events at the given times (s), ended at the last one."""
     res = Result()
     res.t0 = t0
@@ -54,7 +54,7 @@ def stream(rec, t0, events, end="done", headers=None, tokens=None, status=200):
     for t in events:
         rec.content_event(res, t)
     res.t_end = events[-1] if events else t0 + 1.0
-    res.end, res.status, res.tokens = end, status, tokens
+    res.end, res.status, res.tokens, res.detail = end, status, tokens, detail
     rec.finished_one(res)
     return res
 
@@ -99,15 +99,16 @@ def test_summary_counts_rates_and_errors():
 def test_error_examples_are_counted_and_capped():
     rec = Recorder()
     for i in range(8):
-        res = stream(rec, 0.0, [], end="http_error", status=500)
-        res.detail = "status %d" % (i % 6)
-    rec2 = Recorder()
-    for i in range(8):
-        res = Result()
-        res.t0, res.t_end, res.end, res.status, res.detail = 0.0, 1.0, "http_error", 500, "status %d" % (i % 6)
-        rec2.finished_one(res)
-    assert len(rec2.error_examples) == 5  # the first distinct five, each with its count
-    assert rec2.error_examples["http_error: status 0"] == 2 and rec2.error_examples["http_error: status 4"] == 1
+        stream(rec, 0.0, [], end="http_error", status=500, detail="status %d" % (i % 6))
+    stream(rec, 0.0, [], end="timeout")
+    assert rec.error_examples == {"http_error: status 0": 2, "http_error: status 1": 2, "http_error: status 2": 1,
+                                  "http_error: status 3": 1, "http_error: status 4": 1}  # the first five
+    other = Recorder()
+    stream(other, 0.0, [], end="timeout")
+    stream(other, 0.0, [], end="http_error", status=500, detail="status 0")
+    rec.merge(other)
+    assert rec.error_examples["http_error: status 0"] == 3 and "timeout" not in rec.error_examples
+    assert rec.ends == {"http_error": 9, "timeout": 2}
 
 
 def test_merged_rounds_add_up():
@@ -219,3 +220,92 @@ def html_unescape(text):
 
 def test_rounding_keeps_three_decimals():
     assert describe([1.23456])["p50"] == 1.235 and math.isclose(describe([1.0, 2.0])["mean"], 1.5)
+
+
+def known_doc(rounds=1, lag=False):
+    """A two-target document from known samples, as cli.py builds it."""
+    class T:
+        def __init__(self, url, port):
+            self.url, self.host, self.port, self.path = url, "127.0.0.1", port, "/v1/chat/completions"
+
+    runs = []
+    for label, (url, port), step in (("target", ("http://127.0.0.1:8000/api/v1", 8000), 0.5),
+                                      ("compare", ("http://127.0.0.1:9000/v1", 9000), 0.25)):
+        rec = Recorder()
+        rec.t_start = rec.t_last_end = 0.0
+        stream(rec, 0.0, [step, 2 * step, 4 * step], headers=step / 2, tokens=3)
+        stream(rec, 0.0, [step, 3 * step], headers=step / 2, tokens=2)
+        stream(rec, 0.0, [], end="http_error", status=503, detail="HTTP 503:  busy\n now")
+        if lag:
+            rec.start_lag_ms.extend([1.0, 2.0, 3.0])
+            rec.dropped = 2
+        me = {"cpu_pct_of_one_core": 12.4, "peak_interval_cpu_pct": 40.0, "loop_lag_ms_p99": 1.25,
+              "cpu_wait_s": 0.5 if label == "target" else None, "rss_mib_max": 30.2,
+              "warnings": ["busy"] if label == "target" else []}
+        runs.append(report.run_entry(label, T(url, port), rec, me, 2))
+    config = {"shape": "closed loop, 2 clients", "prompt": "chunks=3", "stream": True, "model": "m",
+              "requests": 3, "duration_s": 5.0, "timeout_s": 60.0, "rounds": rounds}
+    return report.document(config, runs)
+
+
+EXPECTED_TABLE = """\
+tornado_grok loadtest: closed loop, 2 clients; prompt 'chunks=3'; stream; model m
+caps: 3 requests or 5 s; per-request timeout 60 s
+
+[target] POST http://127.0.0.1:8000/v1/chat/completions
+  requests   3 finished, 2 ok, 1 errors in 2.00 s; 2 connections opened
+  throughput 1.0 req/s   2.5 chunks/s   2.5 tokens/s   (5 chunks, 5 tokens)
+  latency ms         p50       p90       p99       max        n
+  headers         250.00    250.00    250.00    250.00        2
+  TTFT            500.00    500.00    500.00    500.00        2
+  token gap      1000.00   1000.00   1000.00   1000.00        3
+  total          1500.00   2000.00   2000.00   2000.00        2
+  ends       done 2, http_error 1
+  statuses   503: 1
+    e.g. http_error: HTTP 503: busy now  (x1)
+  load tester: cpu 12% of one core (peak 40%), loop lag p99 1.2 ms, waited for a CPU 0.50 s, rss 30 MiB
+  WARNING: busy
+
+[compare] POST http://127.0.0.1:9000/v1/chat/completions
+  requests   3 finished, 2 ok, 1 errors in 1.00 s; 2 connections opened
+  throughput 2.0 req/s   5.0 chunks/s   5.0 tokens/s   (5 chunks, 5 tokens)
+  latency ms         p50       p90       p99       max        n
+  headers         125.00    125.00    125.00    125.00        2
+  TTFT            250.00    250.00    250.00    250.00        2
+  token gap       500.00    500.00    500.00    500.00        3
+  total           750.00   1000.00   1000.00   1000.00        2
+  ends       done 2, http_error 1
+  statuses   503: 1
+    e.g. http_error: HTTP 503: busy now  (x1)
+  load tester: cpu 12% of one core (peak 40%), loop lag p99 1.2 ms, waited for a CPU - s, rss 30 MiB
+
+comparison (sequential: target first, then compare, same parameters): [target] http://127.0.0.1:8000/api/v1 vs [compare] http://127.0.0.1:9000/v1
+  added TTFT p50 +250.00 ms, p99 +250.00 ms; token gap p50 +500.00 ms; total p50 +750.00 ms
+  throughput ratio target/compare: 0.500x req/s, 0.500x chunks/s
+"""
+
+
+def test_the_table_on_known_data():
+    doc = known_doc()
+    assert doc["warnings"] == ["target: busy"] and doc["schema"] == "tornado_grok.loadtest/1"
+    assert report.table(doc) == EXPECTED_TABLE
+
+
+def test_the_table_of_an_open_loop_and_of_missing_figures():
+    doc = known_doc(rounds=2, lag=True)
+    text = report.table(doc)
+    assert "  schedule   requests started 2.00 ms (p50), 3.00 ms (p99), 3.00 ms (max) after their Poisson" in text
+    assert "  dropped    2 arrivals (max in-flight reached)" in text
+    assert "comparison (alternating: 2 rounds of target then compare, each with 1/2 of the caps)" in text
+    for run in doc["runs"]:
+        run["summary"].update(tokens=None, tokens_per_s=None, requests_per_s=None, ttft_ms=None)
+        run["self"]["peak_interval_cpu_pct"] = None
+    doc["config"].update(requests=None, duration_s=None)
+    doc["comparison"] = report.comparison(*doc["runs"])
+    text = report.table(doc)
+    assert "caps: ; per-request timeout 60 s" in text
+    assert "  throughput - req/s   2.5 chunks/s   - tokens/s   (5 chunks, - tokens)" in text
+    assert "  TTFT                 -         -         -         -        0" in text
+    assert "(peak -%)" in text
+    assert "  added TTFT p50 n/a, p99 n/a;" in text
+    assert "throughput ratio target/compare: n/a req/s, 0.500x chunks/s" in text

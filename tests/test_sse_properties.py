@@ -16,6 +16,7 @@ from tornado_grok.sse import SSEError, SSEParser
 PROPS = settings(max_examples=100, deadline=None, database=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow])
 EOLS = [b"\n", b"\r\n", b"\r"]
+LIMIT = 8 * 1024 * 1024  # README.md: an upstream event over 8 MiB ends the stream with a 502 event
 LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
@@ -150,6 +151,17 @@ def test_multibyte_characters_cut_at_every_pair_of_boundaries(eol):
             assert p.comments == 1
 
 
+def test_a_cr_is_forgotten_once_the_next_read_did_not_start_with_lf():
+    got, _ = feed_pieces([b"data: a\r", b": c\n", b"\ndata: b\n\n"])
+    assert got == [b"a", b"b"]
+
+
+def test_a_lone_cr_inside_a_line_ends_it_even_on_the_fast_path():
+    read = b'data: {"a":"x\r"}\n\n'
+    assert sse.plain_events(read) is None
+    assert SSEParser().feed(read) == [b'{"a":"x']
+
+
 def test_cr_at_the_end_of_a_read_then_lf():
     """A CRLF cut between its CR and LF is one line end; a CR then CR is two."""
     got, _ = feed_pieces([b"data: a\r", b"\ndata: b\r", b"\r"])
@@ -164,24 +176,24 @@ def test_an_event_just_under_the_limit_is_accepted_and_one_byte_over_is_not():
     def fed(size):
         pieces = [b"data:"] + [b"x" * (1 << 20)] * (size >> 20) + [b"x" * (size & ((1 << 20) - 1)), b"\n\n"]
         return feed_pieces(pieces)[0]
-    assert fed(sse.MAX_EVENT_BYTES - 64) == [b"x" * (sse.MAX_EVENT_BYTES - 64)]
-    with pytest.raises(SSEError):
-        fed(sse.MAX_EVENT_BYTES + 1)
+    assert fed(LIMIT - 64) == [b"x" * (LIMIT - 64)]
+    with pytest.raises(SSEError, match="^upstream event larger than 8388608 bytes$"):
+        fed(LIMIT + 1)
     # Exactly at the limit is kept, one byte more is not: an unfinished line...
     p = SSEParser()
-    assert p.feed(b"d" * sse.MAX_EVENT_BYTES) == []
+    assert p.feed(b"d" * LIMIT) == []
     with pytest.raises(SSEError):
         p.feed(b"d")
     # ...and the data of an unfinished event.
     p = SSEParser()
-    assert p.feed(b"data:" + b"x" * sse.MAX_EVENT_BYTES + b"\n") == [] and p.pending()
+    assert p.feed(b"data:" + b"x" * LIMIT + b"\n") == [] and p.pending()
     with pytest.raises(SSEError):
         p.feed(b"data:\n")
     # An event of several data lines counts all of them.
     p = SSEParser()
-    p.feed(b"data:" + b"x" * (sse.MAX_EVENT_BYTES // 2) + b"\n")
+    p.feed(b"data:" + b"x" * (LIMIT // 2) + b"\n")
     with pytest.raises(SSEError):
-        p.feed(b"data:" + b"x" * (sse.MAX_EVENT_BYTES // 2) + b"\n")
+        p.feed(b"data:" + b"x" * (LIMIT // 2) + b"\n")
 
 
 def test_data_event_frames_one_payload():
@@ -193,7 +205,8 @@ def test_data_event_frames_one_payload():
 objects = st.dictionaries(st.sampled_from(["id", "c", "n"]), st.text(VALUE_CHARS, max_size=8) | st.integers(),
                           max_size=3).map(lambda o: json.dumps(o, ensure_ascii=False).encode())
 odd_events = st.sampled_from([b": ping\n\n", b"data: [1]\n\n", b'data: "s"\n\n', b"event: x\ndata: {}\n\n",
-                              b"data: {}\r\n\r\n", b"data: {\ndata: }\n\n", b"\n", b"data: {}\n", b"id: 1\n\n"])
+                              b"data: {}\r\n\r\n", b"data: {\ndata: }\n\n", b"\n", b"data: {}\n", b"id: 1\n\n",
+                              b'data: {"a":"x\r"}\n\n', b'data: {"a":"\rx"}\n\n'])
 
 
 @PROPS
