@@ -126,5 +126,21 @@ def test_retry_after_of_an_upstream_429(headers, expected):
 
 
 def test_a_lone_surrogate_is_written_as_an_escape():
-    err = GatewayError(400, "bad \ud800 char")
-    assert err.json_body() == b'{"error":{"message":"API error: bad \\ud800 char","type":"invalid_request_error","code":null}}'
+    err = GatewayError(400, "bad \ud800 char in /x")
+    assert err.json_body() == \
+        b'{"error":{"message":"API error: bad \\ud800 char in /x","type":"invalid_request_error","code":null}}'
+
+
+def test_more_upstream_statuses():
+    assert (errors.from_upstream(413, xai("big", "too large")).status, errors.from_upstream(413, b"").code) == \
+        (413, "upstream_413")
+    odd = errors.from_upstream(499, b"")
+    assert (odd.status, odd.message) == (502, "unexpected upstream response (HTTP 499): upstream returned HTTP 499")
+    five = errors.from_upstream(500, b"")
+    assert five.message == "upstream error (HTTP 500): upstream returned HTTP 500"
+
+
+def test_a_long_non_json_upstream_body_is_cut_at_300_characters():
+    body = ("x" * 299 + "é" + "y" * 100).encode()
+    assert errors.upstream_text(body) == "x" * 299 + "\ufffd"  # the first 300 bytes, cut inside the é
+    assert errors.upstream_text(b"z" * 301) == "z" * 300
