@@ -309,3 +309,34 @@ def test_the_table_of_an_open_loop_and_of_missing_figures():
     assert "(peak -%)" in text
     assert "  added TTFT p50 n/a, p99 n/a;" in text
     assert "throughput ratio target/compare: n/a req/s, 0.500x chunks/s" in text
+
+
+def test_clock_open_count_ticks_and_merged_timelines():
+    rec = Recorder()
+    rec.t_start = rec.t_last_end = -5.0
+    rec.start_clock()  # the run starts now (after a warm-up): both ends of the wall clock move
+    assert rec.t_start == rec.t_last_end and rec.t_start > 0
+    rec.started, rec.finished = 7, 3
+    assert rec.open == 4
+    rec.t_start -= 1.5  # as if the run began 1.5 s ago
+    rec.chunks, rec.tokens, rec.ends = 10, 20, {"done": 2, "timeout": 1}
+    rec.tick(55.5)
+    (t, finished, done, chunks, tokens, open_, cpu), = rec.timeline
+    assert 1.5 <= t < 60 and (finished, done, chunks, tokens, open_, cpu) == (3, 2, 10, 20, 4, 55.5)
+    a, b = Recorder(), Recorder()
+    a.timeline = [(1.0, 1, 1, 5, 5, 2, 10.0), (2.0, 3, 2, 12, 12, 1, 20.0)]
+    a.finished, a.ends, a.chunks, a.tokens = 3, {"done": 2}, 12, 12
+    b.timeline = [(0.5, 1, 1, 4, 4, 3, 30.0)]
+    a.merge(b)
+    # The later round's rows continue the earlier one's time and running totals.
+    assert a.timeline[-1] == (2.5, 4, 3, 16, 16, 3, 30.0)
+
+
+def test_summary_of_a_run_with_no_complete_answer():
+    rec = Recorder()
+    rec.t_start = rec.t_last_end = 0.0
+    stream(rec, 0.0, [1.12345], end="timeout")
+    s = summarize(rec)
+    assert s["ok"] == 0 and s["requests_per_s"] == 0.0 and s["total_ms"] is None
+    assert s["wall_s"] == 1.123 and s["chunks_per_s"] == round(1 / 1.12345, 3)
+    assert describe([1.0, 2.0, 2.0])["mean"] == 1.667 and describe([1.23456, 2.0])["min"] == 1.235
