@@ -340,3 +340,26 @@ def test_summary_of_a_run_with_no_complete_answer():
     assert s["ok"] == 0 and s["requests_per_s"] == 0.0 and s["total_ms"] is None
     assert s["wall_s"] == 1.123 and s["chunks_per_s"] == round(1 / 1.12345, 3)
     assert describe([1.0, 2.0, 2.0])["mean"] == 1.667 and describe([1.23456, 2.0])["min"] == 1.235
+
+
+def test_merging_new_kinds_and_a_tick_without_answers():
+    a, b = Recorder(), Recorder()
+    stream(a, 0.0, [], end="http_error", status=500, detail="x " * 150)
+    stream(b, 0.0, [], end="cancelled", status=None)
+    stream(b, 0.0, [], end="timeout", detail="slow")
+    a.merge(b)
+    assert a.ends == {"http_error": 1, "cancelled": 1, "timeout": 1}
+    assert a.statuses == {500: 1, "none": 1, 200: 1}
+    assert a.error_examples == {"http_error: " + ("x " * 100)[:200]: 1, "timeout: slow": 1}  # details cut at 200
+    assert a.timeline == [] and summarize(a)["status_counts"] == {"500": 1, "none": 1, "200": 1}
+    c = Recorder()
+    c.started = 2
+    c.tick(1.0)
+    t = c.timeline[0][0]
+    assert t == round(t, 3) and 0 <= t < 60 and c.timeline[0][1:] == (0, 0, 0, 0, 2, 1.0)
+    d, e = Recorder(), Recorder()
+    d.timeline = [(1.25, 0, 0, 0, 0, 1, 5.0)]
+    e.timeline = [(0.1234, 2, 1, 3, 4, 0, 6.0)]
+    e.finished, e.ends = 2, {"done": 1}
+    d.merge(e)
+    assert d.timeline[-1] == (1.373, 2, 1, 3, 4, 0, 6.0)
