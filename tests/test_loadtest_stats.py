@@ -363,3 +363,18 @@ def test_merging_new_kinds_and_a_tick_without_answers():
     e.finished, e.ends = 2, {"done": 1}
     d.merge(e)
     assert d.timeline[-1] == (1.373, 2, 1, 3, 4, 0, 6.0)
+
+
+def test_comparison_rounding_and_the_default_order():
+    a = {"ttft_ms": {"p50": 12.34567, "p99": 1.0}, "gap_ms": None, "total_ms": None,
+         "requests_per_s": 1.0, "chunks_per_s": 2.0}
+    b = {"ttft_ms": {"p50": 10.0, "p99": 1.0}, "gap_ms": None, "total_ms": None,
+         "requests_per_s": 3.0, "chunks_per_s": 3.0}
+    c = report.comparison(*doc_for(a, b))
+    assert c["ttft_p50_added_ms"] == 2.346 and c["ttft_p99_added_ms"] == 0.0
+    assert c["requests_per_s_ratio"] == 0.3333 and c["chunks_per_s_ratio"] == 0.6667
+    doc = known_doc()
+    del doc["config"]["rounds"]
+    again = report.document(doc["config"], doc["runs"])
+    assert again["comparison"]["order"] == "sequential: target first, then compare, same parameters"
+    assert report.document(doc["config"], doc["runs"][:1])["comparison"] is None
