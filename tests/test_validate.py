@@ -106,6 +106,7 @@ def test_numbers_and_choices():
     assert validate.choice({"f": "url"}, "f", ("url", "b64")) == "url" and validate.choice({}, "f", ("a",)) is None
     assert refused(validate.choice, {"f": "x"}, "f", ("url", "b64")).message == "field 'f' must be one of url, b64"
     assert validate.need_string({}, "x", required=False) is None
+    assert validate.need_string({"x": "v"}, "x") == "v" and validate.need_string({"x": "v"}, "x", False) == "v"
 
 
 def test_a_10_mib_image_reaches_the_upstream_and_one_byte_more_is_413(gateway, headers):
