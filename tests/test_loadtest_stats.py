@@ -325,11 +325,11 @@ def test_clock_open_count_ticks_and_merged_timelines():
     assert 1.5 <= t < 60 and (finished, done, chunks, tokens, open_, cpu) == (3, 2, 10, 20, 4, 55.5)
     a, b = Recorder(), Recorder()
     a.timeline = [(1.0, 1, 1, 5, 5, 2, 10.0), (2.0, 3, 2, 12, 12, 1, 20.0)]
-    a.finished, a.ends, a.chunks, a.tokens = 3, {"done": 2}, 12, 12
-    b.timeline = [(0.5, 1, 1, 4, 4, 3, 30.0)]
+    a.finished, a.ends, a.chunks, a.tokens = 3, {"done": 2}, 12, 15
+    b.timeline = [(0.5, 1, 2, 4, 7, 3, 30.0)]
     a.merge(b)
     # The later round's rows continue the earlier one's time and running totals.
-    assert a.timeline[-1] == (2.5, 4, 3, 16, 16, 3, 30.0)
+    assert a.timeline[-1] == (2.5, 4, 4, 16, 22, 3, 30.0)
 
 
 def test_summary_of_a_run_with_no_complete_answer():
@@ -378,3 +378,15 @@ def test_comparison_rounding_and_the_default_order():
     again = report.document(doc["config"], doc["runs"])
     assert again["comparison"]["order"] == "sequential: target first, then compare, same parameters"
     assert report.document(doc["config"], doc["runs"][:1])["comparison"] is None
+
+
+def test_rates_and_ticks_are_rounded_to_three_decimals(monkeypatch):
+    from tornado_grok.loadtest import stats
+    rec = Recorder()
+    rec.t_start = rec.t_last_end = 0.0
+    stream(rec, 0.0, [3.0])
+    assert summarize(rec)["chunks_per_s"] == 0.333 and summarize(rec)["requests_per_s"] == 0.333
+    monkeypatch.setattr(stats, "perf", lambda: 101.23456)  # a known clock for the tick's timestamp
+    rec.t_start = 100.0
+    rec.tick(0.0)
+    assert rec.timeline[-1][0] == 1.235
