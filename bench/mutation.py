@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAP = {
     "tornado_grok/sse.py": ["tests/test_sse.py", "tests/test_sse_properties.py"],
     "tornado_grok/errors.py": ["tests/test_errors.py"],
-    "tornado_grok/validate.py": ["tests/test_validate.py", "tests/test_bad_input.py"],
+    "tornado_grok/validate.py": ["tests/test_validate.py", "tests/test_bad_input.py", "tests/test_fallback.py"],
     "tornado_grok/ratelimit.py": ["tests/test_ratelimit_memory.py", "tests/test_ratelimit_lua.py"],
     "tornado_grok/loadtest/stats.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_parser.py"],
     "tornado_grok/loadtest/report.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_cli.py"],
