@@ -1,7 +1,8 @@
 """Responses made up on the spot: the synthetic load generator, the paced generator, the default answer.
 
 `synthetic` is byte-compatible with shared/bench/mock_sse.js (same parameters, defaults, limits,
-text, chunk layout, usage numbers): `chunks=N delay=MS size=CHARS` in the last user message. It is
+text, chunk layout, usage numbers) but for where usage goes (in its own final chunk, as xAI sends
+it): `chunks=N delay=MS size=CHARS` in the last user message. It is
 the path load tests use, so the event bytes are built once per request by concatenation, with no
 json.dumps per chunk, and back-to-back chunks are written in batches of 256 like mock_sse.js.
 """
@@ -111,11 +112,14 @@ def synthetic(body: dict, batch: bool = True) -> Plan:
     head = b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%d,"model":%s,"choices":[{"index":0,"delta":' % (
         created, dumps(model))
     events = [head + _event_tail(size, k) for k in range(min(RING, chunks))]
-    tail = head + b'{},"finish_reason":"stop"}]'
+    tail = head + b'{},"finish_reason":"stop"}]}\n\n'
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
-        tail += b',"usage":' + dumps(usage)
-    tail += b"}\n\n" + DONE_BYTES
+        # As xAI (and OpenAI) send it: usage in a chunk of its own, with no choices. (mock_sse.js puts
+        # it on the finish chunk instead, which a relay cannot hide from a client that did not ask.)
+        tail += b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%d,"model":%s,' \
+                b'"choices":[],"usage":%s}\n\n' % (created, dumps(model), dumps(usage))
+    tail += DONE_BYTES
     return Plan(200, dict(SSE_HEADERS), True, steps=_steps(events, chunks, delay, tail, batch))
 
 

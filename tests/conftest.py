@@ -14,6 +14,11 @@ Fixtures:
   redis_server  module: a real redis-server on a free loopback port (tests/redis_server.py); modules
                 that use it mark themselves with skip_unless_available().
   redis_url     function: that server's URL, its data flushed first.
+
+Helpers (plain modules): tests/needs.py skips with the reason and the install command when a
+program (curl, node) is missing; tests/cut_upstream.py is an upstream that sends given bytes in
+given cuts (the relay's property tests). Every test has a 120 s limit (pytest.ini) and the order
+is random (pytest-randomly): no test may rely on another having run.
 """
 
 import os

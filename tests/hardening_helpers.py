@@ -5,6 +5,7 @@ log, raw sockets. Plain functions; each test module makes its own gateway fixtur
 import json
 import os
 import socket
+import time
 import uuid
 
 import requests
@@ -80,10 +81,25 @@ def raw_request(method: str, path: str, headers: dict, body: bytes = b"") -> byt
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def read_all(sock: socket.socket) -> bytes:
+def _recv(sock: socket.socket, size: int, deadline: float, what) -> bytes:
+    """One recv that gives up at `deadline` (a per-recv socket timeout alone never fires while the
+    gateway sends keep-alives, so a stuck stream would hang the test instead of failing it)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise AssertionError("no end of %s within the deadline" % what())
+    sock.settimeout(left)
+    try:
+        return sock.recv(size)
+    except socket.timeout:
+        raise AssertionError("no end of %s within the deadline" % what()) from None
+
+
+def read_all(sock: socket.socket, timeout: float = 60.0) -> bytes:
+    """Everything until the server closes the connection; fails after `timeout` seconds in all."""
     data = bytearray()
+    deadline = time.monotonic() + timeout
     while True:
-        piece = sock.recv(262144)
+        piece = _recv(sock, 262144, deadline, lambda: "the response (%d bytes so far)" % len(data))
         if not piece:
             return bytes(data)
         data += piece
@@ -104,9 +120,11 @@ def open_stream(gateway, key: str, body: dict, **headers) -> socket.socket:
     return s
 
 
-def read_until(sock: socket.socket, marker: bytes, got: bytes = b"") -> bytes:
+def read_until(sock: socket.socket, marker: bytes, got: bytes = b"", timeout: float = 30.0) -> bytes:
+    """Reads until `marker` was received; fails after `timeout` seconds in all."""
+    deadline = time.monotonic() + timeout
     while marker not in got:
-        piece = sock.recv(65536)
+        piece = _recv(sock, 65536, deadline, lambda: "%r; got %r" % (marker, got[-300:]))
         if not piece:
             raise AssertionError("connection closed before %r; got %r" % (marker, got[-300:]))
         got += piece

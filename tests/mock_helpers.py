@@ -213,10 +213,15 @@ def raw_exchange(url: str, request: bytes, timeout: float = 10.0) -> bytes:
     import socket
 
     host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    deadline = time.monotonic() + 3 * timeout  # in all: keep-alives would reset a per-recv timeout
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(request)
         data = b""
         while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no end of the response from %s within %ss" % (url, 3 * timeout))
+            sock.settimeout(min(timeout, left))
             piece = sock.recv(65536)
             if not piece:
                 return data

@@ -24,6 +24,17 @@ def skip_unless_available():
     return pytest.mark.skipif(not available(), reason=INSTALL_HINT)
 
 
+async def wait_up(health, timeout: float = 10.0) -> None:
+    """Waits (with a deadline) until a RedisHealth's background probe saw the server answer again."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while health.down:
+        if time.monotonic() > deadline:
+            raise AssertionError("Redis still marked down after %ss" % timeout)
+        await asyncio.sleep(0.01)  # polling the probe's flag, not a fixed delay
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,6 +6,7 @@ import uuid
 
 import requests
 
+from tests import hardening_helpers as hh
 from tests.servers import wait_until
 from tests.wire import chat_body
 
@@ -23,12 +24,7 @@ def open_stream(gateway, key, test_id, scenario="stall", stream=True, speed=None
 
 
 def read_until(s, marker: bytes) -> bytes:
-    got = b""
-    while marker not in got:
-        data = s.recv(65536)
-        assert data, got
-        got += data
-    return got
+    return hh.read_until(s, marker)
 
 
 def open_streams(gateway, key) -> int:

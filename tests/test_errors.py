@@ -73,3 +73,78 @@ def test_openai_form_and_json_body():
 def test_messages_keep_slashes_and_unicode_readable():
     err = GatewayError(404, "no such endpoint: GET /api/v1/x é")
     assert err.sse_event() == 'data: {"error":"API error: no such endpoint: GET /api/v1/x é"}\n\n'.encode()
+
+
+def test_curl_numbers_are_libcurls():
+    import pycurl
+    assert (errors.CURLE_COULDNT_RESOLVE_HOST, errors.CURLE_COULDNT_CONNECT, errors.CURLE_PARTIAL_FILE,
+            errors.CURLE_OPERATION_TIMEDOUT, errors.CURLE_ABORTED_BY_CALLBACK, errors.CURLE_GOT_NOTHING,
+            errors.CURLE_RECV_ERROR) == (pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_CONNECT,
+                                         pycurl.E_PARTIAL_FILE, pycurl.E_OPERATION_TIMEDOUT,
+                                         pycurl.E_ABORTED_BY_CALLBACK, pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR)
+    err = errors.from_curl(35, "SSL connect error")
+    assert err.message == "upstream transport error (curl 35)"
+
+
+@pytest.mark.parametrize("status,kind", [
+    (400, "invalid_request_error"), (401, "authentication_error"), (404, "not_found_error"),
+    (405, "invalid_request_error"), (413, "invalid_request_error"), (422, "invalid_request_error"),
+    (429, "rate_limit_error"), (502, "upstream_error"), (503, "service_unavailable"), (504, "timeout_error"),
+    (403, "api_error"), (500, "api_error"), (409, "api_error"),
+])
+def test_the_type_of_each_status(status, kind):
+    err = GatewayError(status, "x")
+    assert err.kind == kind and err.status == err.status_code == status
+    assert json.loads(err.json_body())["error"]["type"] == kind
+    assert GatewayError(status, "x", kind="custom").kind == "custom"
+
+
+def test_str_repr_and_the_fixed_errors():
+    err = GatewayError(418, "teapot", code="tea")
+    assert str(err) == "418: teapot" and repr(err) == "GatewayError(418, 'teapot', code='tea')"
+    t = errors.timeout("first_event")
+    assert (t.status, t.message, t.code) == (504, "upstream first event timeout", "timeout_first_event")
+    d = errors.draining()
+    assert (d.status, d.code, d.headers) == (503, "draining", {"Retry-After": "1"})
+    assert d.message == "the gateway is shutting down; retry on another instance"
+    odd = errors.from_upstream(302, b'{"error":"moved"}')
+    assert (odd.status, odd.message, odd.code) == (502, "unexpected upstream response (HTTP 302): moved", "upstream_302")
+
+
+@pytest.mark.parametrize("body,text", [
+    (b'{"code":"c","error":"plain"}', "plain"), (b'{"error":{"message":"object"}}', "object"),
+    (b'{"message":"top level"}', "top level"), (b'{"error":{"code":1}}', ""), (b"[1]", ""), (b"", ""),
+    (b"  not json  ", "not json"), (b"\xff\xfe", "\ufffd\ufffd"),
+])
+def test_upstream_text(body, text):
+    assert errors.upstream_text(body) == text
+
+
+@pytest.mark.parametrize("headers,expected", [
+    ({"Retry-After": "7"}, "7"), ({"retry-after": "2.9"}, "2"), ({"Retry-After": "-3"}, "0"),
+    ({"Retry-After": "soon"}, "1"), ({}, "1"), (None, "1"),
+])
+def test_retry_after_of_an_upstream_429(headers, expected):
+    assert errors.from_upstream(429, b"", headers).headers["Retry-After"] == expected
+    assert errors.from_upstream(429, b"", headers).message == "upstream returned HTTP 429"
+
+
+def test_a_lone_surrogate_is_written_as_an_escape():
+    err = GatewayError(400, "bad \ud800 char in /x")
+    assert err.json_body() == \
+        b'{"error":{"message":"API error: bad \\ud800 char in /x","type":"invalid_request_error","code":null}}'
+
+
+def test_more_upstream_statuses():
+    assert (errors.from_upstream(413, xai("big", "too large")).status, errors.from_upstream(413, b"").code) == \
+        (413, "upstream_413")
+    odd = errors.from_upstream(499, b"")
+    assert (odd.status, odd.message) == (502, "unexpected upstream response (HTTP 499): upstream returned HTTP 499")
+    five = errors.from_upstream(500, b"")
+    assert five.message == "upstream error (HTTP 500): upstream returned HTTP 500"
+
+
+def test_a_long_non_json_upstream_body_is_cut_at_300_characters():
+    body = ("x" * 299 + "é" + "y" * 100).encode()
+    assert errors.upstream_text(body) == "x" * 299 + "\ufffd"  # the first 300 bytes, cut inside the é
+    assert errors.upstream_text(b"z" * 301) == "z" * 300

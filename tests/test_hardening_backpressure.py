@@ -10,7 +10,7 @@ import pytest
 
 from tests import hardening_helpers as hh
 from tests.servers import wait_until
-from tests.wire import chat_body, direct
+from tests.wire import chat_body, data_events, direct, post
 
 CHUNKS = 100_000  # ~30 MB of SSE: far more than the socket buffers and the high-water mark together
 BODY = chat_body(content="chunks=%d size=200" % CHUNKS, model="bench-model")
@@ -56,18 +56,30 @@ def test_a_client_that_reads_nothing_pauses_the_upstream(bp_gateway, mock):
     s.close()
     head, body, complete = hh.dechunk(raw)
     assert head.startswith(b"HTTP/1.1 200") and complete
-    expected = direct(mock, dict(BODY, stream_options={"include_usage": True})).content
-    assert body.count(b"\n\n") == CHUNKS + 2
+    # Byte for byte what the upstream sends a client that did not ask for usage (the gateway asked
+    # upstream for it, and kept the usage chunk from this client, as README.md says).
+    expected = direct(mock, BODY).content
+    assert body.count(b"\n\n") == CHUNKS + 2  # the content chunks, the finish chunk, [DONE]
+    assert b'"usage"' not in body
     assert CREATED.sub(b"", body) == CREATED.sub(b"", expected)
     assert mock.wait_ended(test_id=test_id)["ended"] == "complete"
     hh.wait_idle(gateway)
 
 
-def test_fast_readers_are_not_paused_for_long(bp_gateway, mock):
+@pytest.mark.parametrize("usage", [False, True], ids=["usage-not-asked", "usage-asked"])
+def test_fast_readers_are_not_paused_for_long(bp_gateway, mock, usage):
     gateway, key = bp_gateway
-    from tests.wire import post
-    r = post(gateway.base + "/chat/completions", chat_body(content="chunks=20000 size=200", model="bench-model"),
-             hh.auth(key), timeout=60)
+    body = chat_body(content="chunks=20000 size=200", model="bench-model")
+    if usage:
+        body["stream_options"] = {"include_usage": True}
+    r = post(gateway.base + "/chat/completions", body, hh.auth(key), timeout=60)
     assert r.status_code == 200
-    assert r.content.count(b"\n\n") == 20000 + 2 and r.content.endswith(b"data: [DONE]\n\n")
+    # The usage chunk (its own event, `choices: []`, as xAI sends it) only for the client that asked.
+    assert r.content.count(b"\n\n") == 20000 + 2 + usage and r.content.endswith(b"data: [DONE]\n\n")
+    assert CREATED.sub(b"", r.content) == CREATED.sub(b"", direct(mock, body).content)
+    last = data_events(r.content)[-2]
+    if usage:
+        assert last.startswith(b'data: {"id":"chatcmpl-bench"') and b'"choices":[],"usage":{' in last
+    else:
+        assert b'"usage"' not in r.content
     hh.wait_idle(gateway)

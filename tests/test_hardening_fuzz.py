@@ -37,11 +37,7 @@ def fuzz_gateway(mock, tmp_path_factory):
     g.stop()
 
 
-SENT = []
-
-
 def exchange(gateway, request: bytes) -> bytes:
-    SENT.append(len(request))
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=15) as s:
         s.sendall(request)
         return hh.read_all(s)
@@ -88,6 +84,16 @@ CHAT_FIELDS = ["model", "messages", "stream", "stream_options", "temperature", "
 MESSAGE_FIELDS = ["role", "content", "name", "tool_calls", "tool_call_id"]
 
 
+def assert_still_sound(gateway, key, log_start: int) -> None:
+    """After a test's hostile requests: the gateway still answers a normal stream correctly, holds
+    nothing, and logged no traceback since `log_start` (the test's own part of the log)."""
+    r = post(gateway.base + "/chat/completions", chat_body(), hh.auth(key, **{"X-Mock-Scenario": "story"}))
+    assert r.status_code == 200 and r.content.endswith(b"data: [DONE]\n\n")
+    hh.wait_idle(gateway)
+    logged = "".join(gateway.stderr_lines[log_start:])
+    assert "Traceback" not in logged, logged[-5000:]
+
+
 @st.composite
 def mutated_chat(draw):
     """A valid chat body with a few fields replaced by arbitrary JSON, or removed."""
@@ -127,6 +133,7 @@ def mutated_other(draw):
 
 def test_fuzz_chat_bodies(fuzz_gateway):
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
 
     @FUZZ
     @given(body=mutated_chat())
@@ -136,10 +143,12 @@ def test_fuzz_chat_bodies(fuzz_gateway):
         check(raw)
 
     run()
+    assert_still_sound(gateway, key, log_start)
 
 
 def test_fuzz_vision_and_images_bodies(fuzz_gateway):
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
 
     @FUZZ
     @given(case=mutated_other())
@@ -148,11 +157,13 @@ def test_fuzz_vision_and_images_bodies(fuzz_gateway):
         check(exchange(gateway, build("POST", path, list(hh.auth(key).items()), json.dumps(body).encode())))
 
     run()
+    assert_still_sound(gateway, key, log_start)
 
 
 def test_fuzz_raw_bodies(fuzz_gateway):
     """Not-JSON, truncated JSON, invalid UTF-8 and odd encodings of JSON, to every POST endpoint."""
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
     valid = json.dumps(chat_body(content="héllo 🚀")).encode()
     bodies = (st.binary(max_size=600)
               | st.integers(0, len(valid)).map(lambda n: valid[:n])
@@ -167,10 +178,12 @@ def test_fuzz_raw_bodies(fuzz_gateway):
         check(exchange(gateway, build("POST", path, list(hh.auth(key).items()), body)))
 
     run()
+    assert_still_sound(gateway, key, log_start)
 
 
 def test_fuzz_methods_paths_and_headers(fuzz_gateway):
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
     names = st.sampled_from(["Authorization", "Content-Type", "X-Request-Id", "Accept", "Accept-Encoding",
                              "User-Agent", "Origin", "Cookie", "X-Forwarded-For"]) \
         | st.text(alphabet=TOKEN, min_size=1, max_size=20).filter(lambda n: n.lower() not in FRAMING
@@ -190,12 +203,14 @@ def test_fuzz_methods_paths_and_headers(fuzz_gateway):
         check(exchange(gateway, build(method, path, headers, body)), method)
 
     run()
+    assert_still_sound(gateway, key, log_start)
 
 
 @pytest.mark.parametrize("depth", [10_000, 100_000, 1_000_000])
 @pytest.mark.parametrize("where", ["top", "content", "tools"])
 def test_deeply_nested_json_is_a_400(fuzz_gateway, depth, where):
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
     nested = "[" * depth + "]" * depth
     body = {"top": nested,
             "content": '{"model":"grok-4.3","messages":[{"role":"user","content":%s}]}' % nested,
@@ -203,10 +218,12 @@ def test_deeply_nested_json_is_a_400(fuzz_gateway, depth, where):
     raw = exchange(gateway, build("POST", "/api/v1/chat/completions", list(hh.auth(key).items()), body.encode()))
     assert check(raw) == 400
     assert b"depth limit" in raw
+    assert_still_sound(gateway, key, log_start)
 
 
 def test_huge_bodies(fuzz_gateway):
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
     limit = 2 * 1024 * 1024
     filler = "x" * (limit - 200)
     ok = post(gateway.base + "/chat/completions", chat_body(content=filler, stream=False), hh.auth(key))
@@ -219,6 +236,7 @@ def test_huge_bodies(fuzz_gateway):
     wide = json.dumps({"model": "grok-4.3", "messages": [{"role": "user", "content": "hi"}] * 20000}).encode()
     assert check(exchange(gateway, build("POST", "/api/v1/chat/completions", list(hh.auth(key).items()),
                                          wide))) == 200
+    assert_still_sound(gateway, key, log_start)
 
 
 INJECTIONS = ["x\r\nSet-Cookie: evil=1", "x\nSet-Cookie: evil=1", "x\rSet-Cookie: evil=1",
@@ -236,40 +254,37 @@ def assert_clean_head(raw: bytes) -> None:
 @pytest.mark.parametrize("value", INJECTIONS)
 def test_no_header_injection_through_request_id(fuzz_gateway, value):
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
     raw = b"GET /api/v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer " + \
         key.encode() + b"\r\nX-Request-Id: " + value.encode("utf-8") + b"\r\n\r\n"
     answer = exchange(gateway, raw)
     assert_clean_head(answer)
+    assert_still_sound(gateway, key, log_start)
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
 @pytest.mark.parametrize("stream", [True, False])
 def test_no_header_injection_through_model_or_messages(fuzz_gateway, value, stream):
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
     for body in (chat_body(model=value, stream=stream), chat_body(content=value, stream=stream),
                  {"image_url": "https://example.com/" + value, "prompt": value, "stream": stream}):
         path = "/api/v1/vision/analyze" if "image_url" in body else "/api/v1/chat/completions"
         answer = exchange(gateway, build("POST", path, list(hh.auth(key).items()), json.dumps(body).encode()))
         assert_clean_head(answer)
         check(answer)
+    assert_still_sound(gateway, key, log_start)
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
 def test_no_header_injection_through_paths(fuzz_gateway, value):
     gateway, key = fuzz_gateway
+    log_start = len(gateway.stderr_lines)
     path = "/api/v1/models/" + urllib.parse.quote(value, safe="%")
     answer = exchange(gateway, build("GET", path, list(hh.auth(key).items()), None))
     assert_clean_head(answer)
     check(answer, "GET")
-
-
-def test_zz_still_answers_correctly_and_logged_no_traceback(fuzz_gateway):
-    gateway, key = fuzz_gateway
-    r = post(gateway.base + "/chat/completions", chat_body(), hh.auth(key, **{"X-Mock-Scenario": "story"}))
-    assert r.status_code == 200 and r.content.endswith(b"data: [DONE]\n\n")
-    hh.wait_idle(gateway)
-    assert "Traceback" not in gateway.stderr, gateway.stderr[-5000:]
-    print("fuzz: %d requests, %.1f MB sent" % (len(SENT), sum(SENT) / 1e6))
+    assert_still_sound(gateway, key, log_start)
 
 
 def test_openapi_describes_every_route():

@@ -242,8 +242,6 @@ def test_compare_prints_added_latency_and_ratio(target, target2, capsys):
 def test_entry_points_refuse_remote(entry):
     import subprocess
     root = os.path.dirname(HERE)
-    if entry[0] == "run.py" and not os.path.exists(os.path.join(root, "run.py")):
-        pytest.skip("no run.py yet")
     p = subprocess.run([sys.executable] + entry + ["--url", "http://192.0.2.1/v1"],
                        cwd=root, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "refusing" in p.stderr

@@ -138,6 +138,7 @@ SSE_RE = re.compile(rb'data: \{"id":"chatcmpl-bench","object":"chat\.completion\
 
 
 def test_synthetic_bytes_match_mock_sse_js(mock):
+    """mock_sse.js's bytes, but for the usage: in its own chunk with `choices: []`, as xAI sends it."""
     r = chat(mock, body("chunks=3 size=5", model="m", usage=True))
     head = b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%s,"model":"m","choices":[{"index":0,"delta":'
     created = SSE_RE.match(r.content).group(1)
@@ -145,9 +146,14 @@ def test_synthetic_bytes_match_mock_sse_js(mock):
     want = (h + b'{"content":"abcde"},"finish_reason":null}]}\n\n'
             + h + b'{"content":"bcdef"},"finish_reason":null}]}\n\n'
             + h + b'{"content":"cdefg"},"finish_reason":null}]}\n\n'
-            + h + b'{},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}}\n\n'
+            + h + b'{},"finish_reason":"stop"}]}\n\n'
+            + b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":%s,"model":"m","choices":[],'
+              b'"usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}}\n\n' % created
             + b"data: [DONE]\n\n")
     assert r.content == want
+    # Not asked: no usage anywhere.
+    plain = chat(mock, body("chunks=3 size=5", model="m")).content
+    assert b'"usage"' not in plain and plain.endswith(b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
 
 
 def test_synthetic_non_stream(mock):

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tests.redis_server import RedisServer, skip_unless_available
+from tests.redis_server import RedisServer, skip_unless_available, wait_up
 from tornado_grok import ratelimit_redis
 from tornado_grok.accounting_redis import RedisAccounting
 from tornado_grok.errors import GatewayError
@@ -42,8 +42,7 @@ def test_two_writers_one_total_and_outage_buffering(monkeypatch):
             await a.snapshot()
         assert e.value.status == 503
         server.restart()  # empty: only what was written after the restart is there
-        while a.health.down:
-            await asyncio.sleep(0.01)
+        await wait_up(a.health)
         await a.flush()
         snap = await b.snapshot()
         assert snap["alice"]["requests"] == 1 and snap["alice"]["prompt_tokens"] == 10

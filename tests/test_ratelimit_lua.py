@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from tests.redis_server import RedisServer, skip_unless_available
+from tests.redis_server import RedisServer, skip_unless_available, wait_up
 from tornado_grok import ratelimit_redis
 from tornado_grok.errors import GatewayError
 from tornado_grok.ratelimit import Limits, MemoryLimiter
@@ -230,8 +230,7 @@ def test_outage_fail_open_then_recovery(caplog, monkeypatch):
         assert lim.inflight() == 0
         assert lim.health.down
         server.restart()
-        while lim.health.down:  # the background PING notices
-            await asyncio.sleep(0.01)
+        await wait_up(lim.health)  # the background PING notices
         d = await lim.acquire("k", limits)
         assert d.allowed and d.remaining_requests == 1  # a fresh server: a full shared bucket again
         await lim.release(d)
@@ -262,8 +261,7 @@ def test_outage_fail_closed_is_503_with_retry_after(monkeypatch):
                 await lim.acquire("k", limits)
             assert e.value.status == 503 and e.value.headers == {"Retry-After": "1"}
         server.restart()
-        while lim.health.down:
-            await asyncio.sleep(0.01)
+        await wait_up(lim.health)
         assert (await lim.acquire("k", limits)).allowed
         await lim.close()
 

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from tests import servers
+from tests import needs, servers
 from tests.servers import ROOT, Process
 
 SEED_CURL = re.compile(r"^\s+(curl -N .*)$", re.M)
@@ -34,6 +34,7 @@ def test_keys_add_prints_only_the_key_and_stores_only_its_hash(tmp_path):
 
 
 def test_newcomer_path_serves_the_seed_curl_from_the_bundled_mock(tmp_path):
+    needs.program("curl", "apt-get install curl")
     gateway = servers.start_gateway(str(tmp_path), upstream_url=None, upstream_key=None)
     try:
         assert "No XAI_API_KEY set: serving from the bundled mock upstream" in gateway.stdout

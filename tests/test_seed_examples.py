@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 
+from tests import needs
 from tests.wire import SEED_PROMPT, chat_body, contents, direct, post
 
 SDK_EXAMPLE = '''
@@ -115,6 +116,7 @@ def test_requests_example(gateway, key, mock):
 
 
 def test_curl_example(gateway, key, mock, headers):
+    needs.program("curl", "apt-get install curl")
     out = subprocess.run(["bash", "-c", swap(CURL_EXAMPLE, gateway, key)],
                          capture_output=True, timeout=60, check=True).stdout
     assert out.endswith(b"data: [DONE]\n\n")

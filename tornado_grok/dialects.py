@@ -66,7 +66,7 @@ class ChatDialect:
                 return None
         if relay.rewrite is not None:
             data = rewrite(data, relay.rewrite)
-        return b"data: " + data + b"\n\n"
+        return b"data: " + multiline(data) + b"\n\n"
 
     def error_event(self, err: GatewayError, relay) -> bytes:
         return err.sse_event(self.openai_errors)
@@ -111,8 +111,8 @@ class ResponsesDialect:
         if relay.rewrite is not None:
             data = rewrite(data, relay.rewrite)
         if name is None:
-            return b"data: " + data + b"\n\n"
-        return b"event: " + name + b"\ndata: " + data + b"\n\n"
+            return b"data: " + multiline(data) + b"\n\n"
+        return b"event: " + name + b"\ndata: " + multiline(data) + b"\n\n"
 
     def error_event(self, err: GatewayError, relay) -> bytes:
         """`event: error` with the Responses error fields (type, code, message, param, the next
@@ -133,3 +133,9 @@ def next_sequence(last_out) -> int:
     data = b"".join(last_out) if len(last_out) > 1 else last_out[0]
     found = _SEQUENCE.findall(data[-4096:]) or _SEQUENCE.findall(data)
     return int(found[-1]) + 1 if found else 0
+
+
+def multiline(data: bytes) -> bytes:
+    """A payload the upstream sent over several `data:` lines goes out the same way: one line holding
+    its newlines would end the event early for the client's reader (parsed path only)."""
+    return data.replace(b"\n", b"\ndata: ") if b"\n" in data else data

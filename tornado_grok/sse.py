@@ -98,9 +98,12 @@ class SSEParser:
         self._name: bytes | None = None  # the current event's `event:` name (typed only)
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        if self._after_cr and chunk[:1] == b"\n":
-            chunk = chunk[1:]
-        self._after_cr = False
+        if self._after_cr:
+            if not chunk:
+                return []  # an empty read says nothing about the LF that may complete that CR
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+            self._after_cr = False
         if b"\r" in chunk:
             self._after_cr = chunk[-1:] == b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")

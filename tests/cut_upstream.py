@@ -1,0 +1,79 @@
+"""A tiny upstream that sends exactly the bytes a test gives it, cut where the test says.
+
+    up = CutUpstream()                       # a thread with its own IOLoop, on a free loopback port
+    sid = up.script([b"data: {", b'"a":1}\\n\\n', b"data: [DONE]\\n\\n"])
+    # POST {up.url}/chat/completions with the last user message `sid`: a 200 text/event-stream
+    # whose body is those pieces, each written and flushed on its own (one HTTP chunk each).
+    up.close()
+
+The pieces are paced a millisecond apart so that they usually reach the reader as separate reads;
+nothing depends on it (a test of a relay must give the same answer however the reads merge).
+"""
+
+import asyncio
+import itertools
+import json
+import threading
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+
+class _ScriptHandler(tornado.web.RequestHandler):
+    def initialize(self, scripts):
+        self.scripts = scripts
+
+    async def post(self, _prefix):
+        body = json.loads(self.request.body)
+        pieces = self.scripts.pop(body["messages"][-1]["content"], None)
+        if pieces is None:
+            self.set_status(404)
+            self.finish({"code": "not_found", "error": "no such script"})
+            return
+        self.request.connection.stream.set_nodelay(True)
+        self.set_header("Content-Type", "text/event-stream")
+        for piece in pieces:
+            if piece:
+                self.write(piece)
+                await self.flush()
+            await asyncio.sleep(0.001)  # pacing only (see the module docstring)
+        self.finish()
+
+
+class CutUpstream:
+    """The server in a daemon thread on 127.0.0.1:<free port>; `url` is its /v1 base URL."""
+
+    def __init__(self):
+        self.scripts: dict = {}
+        self._ids = itertools.count()
+        self._sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        self.url = "http://127.0.0.1:%d/v1" % self._sockets[0].getsockname()[1]
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the cut upstream did not start")
+
+    def script(self, pieces: list) -> str:
+        """Registers the pieces of one response; returns the id to send as the last user message."""
+        sid = "script-%d" % next(self._ids)
+        self.scripts[sid] = list(pieces)
+        return sid
+
+    def _serve(self):
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        app = tornado.web.Application([(r"(.*)/chat/completions", _ScriptHandler, {"scripts": self.scripts})])
+        self.server = tornado.httpserver.HTTPServer(app)
+        self.server.add_sockets(self._sockets)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+        self.loop.close()
+
+    def close(self):
+        def stop():
+            self.server.stop()
+            self.loop.stop()
+        self.loop.call_soon_threadsafe(stop)
+        self._thread.join(10)
