@@ -183,8 +183,9 @@ def test_merged_self_reports_keep_every_warning_once():
     assert m["cpu_pct_of_one_core"] == pytest.approx(54.0, abs=0.5)
 
 
-PLOTS = ["Time to first token", "Gap between content chunks", "Chunks per second", "Completed requests per second",
-         "Open streams", "Load tester CPU (% of one core)"]
+PLOTS = ["Time to first token", "Gap between content chunks", "TTFT over time (p50, p99)",
+         "TPOT over time (p50, p99)", "Failed requests per second", "Chunks per second",
+         "Completed requests per second", "Open streams", "Load tester CPU (% of one core)"]
 
 
 def test_every_plot_is_in_the_html_report():
@@ -258,8 +259,13 @@ caps: 3 requests or 5 s; per-request timeout 60 s
   latency ms         p50       p90       p99       max        n
   headers         250.00    250.00    250.00    250.00        2
   TTFT            500.00    500.00    500.00    500.00        2
-  token gap      1000.00   1000.00   1000.00   1000.00        3
-  total          1500.00   2000.00   2000.00   2000.00        2
+  chunk gap      1000.00   1000.00   1000.00   1000.00        3
+  TPOT            750.00   1000.00   1000.00   1000.00        2
+  ITL             750.00   1000.00   1000.00   1000.00        2
+  e2e            1500.00   2000.00   2000.00   2000.00        2
+  (chunk gap: between content events, vLLM's ITL; TPOT: vLLM's (e2e - TTFT) /
+  (tokens - 1); ITL: guidellm's (last - first token) / (tokens - 1); e2e: whole answer)
+  output     5 tokens (usage), 2.5 tokens/s
   ends       done 2, http_error 1
   statuses   503: 1
     e.g. http_error: HTTP 503: busy now  (x1)
@@ -272,15 +278,20 @@ caps: 3 requests or 5 s; per-request timeout 60 s
   latency ms         p50       p90       p99       max        n
   headers         125.00    125.00    125.00    125.00        2
   TTFT            250.00    250.00    250.00    250.00        2
-  token gap       500.00    500.00    500.00    500.00        3
-  total           750.00   1000.00   1000.00   1000.00        2
+  chunk gap       500.00    500.00    500.00    500.00        3
+  TPOT            375.00    500.00    500.00    500.00        2
+  ITL             375.00    500.00    500.00    500.00        2
+  e2e             750.00   1000.00   1000.00   1000.00        2
+  (chunk gap: between content events, vLLM's ITL; TPOT: vLLM's (e2e - TTFT) /
+  (tokens - 1); ITL: guidellm's (last - first token) / (tokens - 1); e2e: whole answer)
+  output     5 tokens (usage), 5.0 tokens/s
   ends       done 2, http_error 1
   statuses   503: 1
     e.g. http_error: HTTP 503: busy now  (x1)
   load tester: cpu 12% of one core (peak 40%), loop lag p99 1.2 ms, waited for a CPU - s, rss 30 MiB
 
 comparison (sequential: target first, then compare, same parameters): [target] http://127.0.0.1:8000/api/v1 vs [compare] http://127.0.0.1:9000/v1
-  added TTFT p50 +250.00 ms, p99 +250.00 ms; token gap p50 +500.00 ms; total p50 +750.00 ms
+  added TTFT p50 +250.00 ms, p99 +250.00 ms; chunk gap p50 +500.00 ms; total p50 +750.00 ms
   throughput ratio target/compare: 0.500x req/s, 0.500x chunks/s
 """
 

@@ -109,6 +109,8 @@ class SSEParser:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = chunk.rfind(b"\n")
         if end < 0:
+            if not chunk:
+                return []  # nothing new (an empty read, or a lone LF that completed a CR)
             if self._more is None:
                 self._more = [self._buf, chunk]
                 self._more_size = len(self._buf) + len(chunk)
@@ -158,7 +160,8 @@ class SSEParser:
             # Other fields (id, retry) carry nothing the gateway relays.
         self._data = data
         self._size = size
-        if data is not None and self._held(len(self._buf)) > limit + 6:
+        # + 6 only for a line not ended yet: its "data: " prefix is not known to be one until it ends.
+        if data is not None and self._held(len(self._buf)) > limit + (6 if self._buf else 0):
             raise self._too_large()
         return events
 
