@@ -28,7 +28,70 @@ class MockServerError(RuntimeError):
     """The mock did not start, or an admin call failed."""
 
 
-class MockServer:
+class MockAdmin:
+    """The admin API (`/_mock/...`) of a mock at `self.url`: journal, faults, scenarios. Shared by
+    MockServer (a thread) and the test suite's MockProcess (a subprocess, tests/mock_helpers.py)."""
+
+    url: str
+    error_class = MockServerError
+
+    def admin(self, method: str, path: str, body=None, timeout: float = 10.0, ok=(200,)):
+        """Call /_mock/<path>; returns (status, parsed JSON)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + "/_mock/" + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with _NO_PROXY.open(request, timeout=timeout) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        if status not in ok:
+            raise self.error_class(f"{method} /_mock/{path} -> {status}: {raw[:500]!r}")
+        return status, json.loads(raw) if raw else None
+
+    def journal(self, test_id: str | None = None) -> list:
+        """Every request the mock kept (or those sent with `X-Mock-Test-Id: test_id`), oldest first."""
+        query = "?" + urllib.parse.urlencode({"test_id": test_id}) if test_id is not None else ""
+        return self.admin("GET", "journal" + query)[1]["entries"]
+
+    def clear_journal(self) -> None:
+        self.admin("DELETE", "journal")
+
+    def wait_entry(self, seq: int | None = None, timeout: float = 5.0, ended: bool = False,
+                   test_id: str | None = None) -> dict:
+        """Long-poll until entry `seq` (or the latest) exists (and has ended if `ended`); TimeoutError if not."""
+        query = {"timeout": timeout, "ended": int(ended)}
+        if seq is not None:
+            query["seq"] = seq
+        if test_id is not None:
+            query["test_id"] = test_id
+        status, reply = self.admin("GET", "journal/wait?" + urllib.parse.urlencode(query),
+                                   timeout=timeout + 10, ok=(200, 408))
+        if status != 200:
+            raise TimeoutError(f"mock journal: request {seq or '(latest)'} not {'ended' if ended else 'seen'} "
+                               f"within {timeout} s (last state: {reply.get('entry')})")
+        return reply["entry"]
+
+    def wait_ended(self, seq: int | None = None, timeout: float = 5.0, test_id: str | None = None) -> dict:
+        """Wait until request `seq` (or the latest) has ended; its journal entry. TimeoutError if not."""
+        return self.wait_entry(seq, timeout, ended=True, test_id=test_id)
+
+    def set_fault(self, test_id: str, fault: dict, times: int | None = None) -> None:
+        """Requests with `X-Mock-Test-Id: test_id` ("*": every request without one) get `fault`."""
+        body = {"test_id": test_id, "fault": fault}
+        if times is not None:
+            body["times"] = times
+        self.admin("POST", "faults", body)
+
+    def clear_faults(self, test_id: str | None = None) -> None:
+        query = "?" + urllib.parse.urlencode({"test_id": test_id}) if test_id is not None else ""
+        self.admin("DELETE", "faults" + query)
+
+    def scenarios(self) -> list:
+        return self.admin("GET", "scenarios")[1]["names"]
+
+
+class MockServer(MockAdmin):
     """`mock_upstream` on a free loopback port, in a thread with its own event loop."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **options):
@@ -89,55 +152,3 @@ class MockServer:
         await self._stopping.wait()
         server.stop()
         await asyncio.wait_for(server.close_all_connections(), 5)
-
-    # -- admin API ---------------------------------------------------------------------------
-
-    def admin(self, method: str, path: str, body=None, timeout: float = 10.0, ok=(200,)):
-        """Call /_mock/<path>; returns (status, parsed JSON)."""
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + "/_mock/" + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with _NO_PROXY.open(request, timeout=timeout) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        if status not in ok:
-            raise MockServerError(f"{method} /_mock/{path} -> {status}: {raw[:500]!r}")
-        return status, json.loads(raw) if raw else None
-
-    def journal(self, test_id: str | None = None) -> list:
-        """Every request the mock kept (or those sent with `X-Mock-Test-Id: test_id`), oldest first."""
-        query = "?" + urllib.parse.urlencode({"test_id": test_id}) if test_id is not None else ""
-        return self.admin("GET", "journal" + query)[1]["entries"]
-
-    def clear_journal(self) -> None:
-        self.admin("DELETE", "journal")
-
-    def wait_ended(self, seq: int | None = None, timeout: float = 5.0, test_id: str | None = None) -> dict:
-        """Wait until request `seq` (or the latest) has ended; its journal entry. TimeoutError if not."""
-        query = {"timeout": timeout, "ended": 1}
-        if seq is not None:
-            query["seq"] = seq
-        if test_id is not None:
-            query["test_id"] = test_id
-        status, reply = self.admin("GET", "journal/wait?" + urllib.parse.urlencode(query),
-                                   timeout=timeout + 10, ok=(200, 408))
-        if status != 200:
-            raise TimeoutError(f"mock journal: request {seq or '(latest)'} had not ended after {timeout} s: "
-                               f"{reply.get('entry')}")
-        return reply["entry"]
-
-    def set_fault(self, test_id: str, fault: dict, times: int | None = None) -> None:
-        """Requests with `X-Mock-Test-Id: test_id` ("*": every request without one) get `fault`."""
-        body = {"test_id": test_id, "fault": fault}
-        if times is not None:
-            body["times"] = times
-        self.admin("POST", "faults", body)
-
-    def clear_faults(self, test_id: str | None = None) -> None:
-        query = "?" + urllib.parse.urlencode({"test_id": test_id}) if test_id is not None else ""
-        self.admin("DELETE", "faults" + query)
-
-    def scenarios(self) -> list:
-        return self.admin("GET", "scenarios")[1]["names"]

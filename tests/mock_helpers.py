@@ -29,13 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from mock_upstream.testing import MockAdmin, MockServerError  # noqa: E402  (the one admin client)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READY_PREFIX = "mock_upstream listening on "
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def mock_headers(scenario=None, test_id=None, speed=None) -> dict:
@@ -50,12 +49,14 @@ def mock_headers(scenario=None, test_id=None, speed=None) -> dict:
     return headers
 
 
-class MockError(RuntimeError):
+class MockError(MockServerError):
     """The mock did not start, or an admin call failed."""
 
 
-class MockProcess:
+class MockProcess(MockAdmin):
     """A running `python -m mock_upstream`; also a context manager that stops it on exit."""
+
+    error_class = MockError
 
     def __init__(self, proc: subprocess.Popen, url: str, stderr_file):
         self.proc = proc
@@ -63,61 +64,6 @@ class MockProcess:
         self.base = url + "/v1"
         self.port = int(url.rsplit(":", 1)[1])
         self._stderr = stderr_file
-
-    # -- admin API -----------------------------------------------------------------------------
-
-    def admin(self, method: str, path: str, body=None, timeout: float = 10.0, ok=(200,)):
-        """Call /_mock/<path>; returns (status, parsed JSON)."""
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + "/_mock/" + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with _NO_PROXY.open(request, timeout=timeout) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        parsed = json.loads(raw) if raw else None
-        if status not in ok:
-            raise MockError(f"{method} /_mock/{path} -> {status}: {raw[:500]!r}")
-        return status, parsed
-
-    def journal(self, test_id=None) -> list:
-        query = "?" + urllib.parse.urlencode({"test_id": test_id}) if test_id is not None else ""
-        return self.admin("GET", "journal" + query)[1]["entries"]
-
-    def clear_journal(self) -> None:
-        self.admin("DELETE", "journal")
-
-    def wait_entry(self, seq=None, timeout: float = 5.0, ended: bool = False, test_id=None) -> dict:
-        """Long-poll the mock until entry `seq` (or the latest) exists (and has ended if `ended`)."""
-        query = {"timeout": timeout, "ended": int(ended)}
-        if seq is not None:
-            query["seq"] = seq
-        if test_id is not None:
-            query["test_id"] = test_id
-        status, reply = self.admin("GET", "journal/wait?" + urllib.parse.urlencode(query),
-                                   timeout=timeout + 10, ok=(200, 408))
-        if status != 200:
-            raise TimeoutError(f"mock journal: entry {seq or 'latest'} not {'ended' if ended else 'seen'} "
-                               f"within {timeout} s (last state: {reply.get('entry')})")
-        return reply["entry"]
-
-    def wait_ended(self, seq=None, timeout: float = 5.0, test_id=None) -> dict:
-        """Wait until the mock saw request `seq` (or the latest) end; returns its journal entry."""
-        return self.wait_entry(seq, timeout, ended=True, test_id=test_id)
-
-    def set_fault(self, test_id: str, fault: dict, times=None) -> None:
-        body = {"test_id": test_id, "fault": fault}
-        if times is not None:
-            body["times"] = times
-        self.admin("POST", "faults", body)
-
-    def clear_faults(self, test_id=None) -> None:
-        query = "?" + urllib.parse.urlencode({"test_id": test_id}) if test_id is not None else ""
-        self.admin("DELETE", "faults" + query)
-
-    def scenarios(self) -> list:
-        return self.admin("GET", "scenarios")[1]["names"]
 
     # -- lifetime ------------------------------------------------------------------------------
 
