@@ -90,7 +90,7 @@ def test_curl_numbers_are_libcurls():
     (400, "invalid_request_error"), (401, "authentication_error"), (404, "not_found_error"),
     (405, "invalid_request_error"), (413, "invalid_request_error"), (422, "invalid_request_error"),
     (429, "rate_limit_error"), (502, "upstream_error"), (503, "service_unavailable"), (504, "timeout_error"),
-    (403, "api_error"), (500, "api_error"), (409, "api_error"),
+    (403, "permission_error"), (500, "api_error"), (409, "invalid_request_error"), (410, "invalid_request_error"),
 ])
 def test_the_type_of_each_status(status, kind):
     err = GatewayError(status, "x")
@@ -107,7 +107,7 @@ def test_str_repr_and_the_fixed_errors():
     d = errors.draining()
     assert (d.status, d.code, d.headers) == (503, "draining", {"Retry-After": "1"})
     assert d.message == "the gateway is shutting down; retry on another instance"
-    odd = errors.from_upstream(302, b'{"error":"moved"}')
+    odd = errors.from_upstream(302, b'{"error":"moved"}', None, ())
     assert (odd.status, odd.message, odd.code) == (502, "unexpected upstream response (HTTP 302): moved", "upstream_302")
 
 
@@ -117,7 +117,7 @@ def test_str_repr_and_the_fixed_errors():
     (b"  not json  ", "not json"), (b"\xff\xfe", "\ufffd\ufffd"),
 ])
 def test_upstream_text(body, text):
-    assert errors.upstream_text(body) == text
+    assert errors.upstream_text(body, ()) == text
 
 
 @pytest.mark.parametrize("headers,expected", [
@@ -125,8 +125,8 @@ def test_upstream_text(body, text):
     ({"Retry-After": "soon"}, "1"), ({}, "1"), (None, "1"),
 ])
 def test_retry_after_of_an_upstream_429(headers, expected):
-    assert errors.from_upstream(429, b"", headers).headers["Retry-After"] == expected
-    assert errors.from_upstream(429, b"", headers).message == "upstream returned HTTP 429"
+    assert errors.from_upstream(429, b"", headers, ()).headers["Retry-After"] == expected
+    assert errors.from_upstream(429, b"", headers, ()).message == "upstream returned HTTP 429"
 
 
 def test_a_lone_surrogate_is_written_as_an_escape():
@@ -136,15 +136,15 @@ def test_a_lone_surrogate_is_written_as_an_escape():
 
 
 def test_more_upstream_statuses():
-    assert (errors.from_upstream(413, xai("big", "too large")).status, errors.from_upstream(413, b"").code) == \
+    assert (errors.from_upstream(413, xai("big", "too large"), None, ()).status, errors.from_upstream(413, b"", None, ()).code) == \
         (413, "upstream_413")
-    odd = errors.from_upstream(499, b"")
-    assert (odd.status, odd.message) == (502, "unexpected upstream response (HTTP 499): upstream returned HTTP 499")
-    five = errors.from_upstream(500, b"")
+    odd = errors.from_upstream(499, b"", None, ())  # a 4xx outside the table keeps its status (410: retired)
+    assert (odd.status, odd.message, odd.code) == (499, "upstream returned HTTP 499", "upstream_499")
+    five = errors.from_upstream(500, b"", None, ())
     assert five.message == "upstream error (HTTP 500): upstream returned HTTP 500"
 
 
 def test_a_long_non_json_upstream_body_is_cut_at_300_characters():
     body = ("x" * 299 + "é" + "y" * 100).encode()
-    assert errors.upstream_text(body) == "x" * 299 + "\ufffd"  # the first 300 bytes, cut inside the é
-    assert errors.upstream_text(b"z" * 301) == "z" * 300
+    assert errors.upstream_text(body, ()) == "x" * 299 + "é"  # 300 characters of the decoded (and scrubbed) text
+    assert errors.upstream_text(b"z" * 301, ()) == "z" * 300

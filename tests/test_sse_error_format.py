@@ -38,7 +38,7 @@ def test_errors_before_the_stream_are_objects_with_their_status(openai_gateway):
     gateway, key = openai_gateway
     r = post(gateway.base + "/chat/completions", chat_body(), {"Authorization": "Bearer nope"})
     assert r.status_code == 401
-    assert r.content == (b'data: {"error":{"message":"API error: invalid API key",'
+    assert r.content == (b'data: {"error":{"message":"API error: Invalid authentication token",'
                          b'"type":"authentication_error","code":"invalid_api_key"}}\n\n')
     up = post(gateway.base + "/chat/completions", chat_body(),
               {"Authorization": "Bearer " + key, "X-Mock-Scenario": "http_500"})
