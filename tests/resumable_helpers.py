@@ -48,11 +48,7 @@ class Partial:
             self.raw += piece
 
     def header(self, name: str) -> str:
-        for line in self.head.split(b"\r\n")[1:]:
-            k, _, v = line.decode("latin-1").partition(":")
-            if k.strip().lower() == name.lower():
-                return v.strip()
-        raise KeyError(name)
+        return header(self.head, name)
 
     def cut(self, rst: bool) -> None:
         if rst:  # SO_LINGER 0: close() sends a RST instead of a FIN
@@ -94,3 +90,12 @@ def whole_stream(gateway, key: str, resumable: str | None = "true", **kwargs) ->
             raw += piece
     finally:
         sock.close()
+
+
+def header(head: bytes, name: str) -> str:
+    """A header's value in a raw response head."""
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.decode("latin-1").partition(":")
+        if k.strip().lower() == name.lower():
+            return v.strip()
+    raise KeyError(name)

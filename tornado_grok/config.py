@@ -58,6 +58,7 @@ class Config:
     resume_max_bytes: int = 4 * 1024 * 1024
     resume_max_events: int = 100000
     stream_store: str = "memory"
+    resume_heartbeat: float = 1.0
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
@@ -102,7 +103,7 @@ class Config:
                      "keepalive_interval", "drain_seconds", "lease_seconds", "header_timeout",
                      "keepalive_timeout", "body_timeout", "max_header_size", "max_header_count",
                      "max_connections", "redis_timeout", "resume_window", "resume_retention",
-                     "resume_max_bytes", "resume_max_events"):
+                     "resume_max_bytes", "resume_max_events", "resume_heartbeat"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         for origin in self.cors_origins:

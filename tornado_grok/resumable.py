@@ -68,6 +68,7 @@ class StoredStream:
         self.relay = None  # the ResumableRelay, while the upstream runs (in this process)
         self.ended = False
         self.error = None  # the error that ended it before any event: answered with its status
+        self.dialect = "chat"  # which API's events it holds (for an error event made elsewhere)
         self.resumable = True
         self.left_at = time.monotonic()  # when the last reader left
         self.ended_at = 0.0
@@ -147,6 +148,10 @@ class StoredStream:
     def after(self, last_id: int) -> list:
         return self.events[last_id - self.base:]
 
+    def reader(self, handler, last_id: int):
+        """A reader for a resume (answered 200 at once) from the event after last_id."""
+        return StreamReader(handler, self, last_id, resumed=True)
+
 
 def gone(why: str) -> GatewayError:
     return GatewayError(410, why, code="stream_cancelled")
@@ -194,8 +199,8 @@ class ResumableRelay(StreamRelay):
         self.send_pending()
         if self.entry.count == 0:
             self.entry.error = err  # before any event: a reader answers with the error's status
-        else:
-            self.entry.append(self.dialect.error_event(err, self))
+        # Kept as an event too: a reader that was already answered 200 (a resume, a keep-alive) gets it.
+        self.entry.append(self.dialect.error_event(err, self))
         self._end()
 
     def _end(self) -> None:
@@ -245,7 +250,7 @@ class StreamReader:
         if self.closed or self.waiting:
             return
         entry = self.entry
-        if not self.headers_sent and entry.error is not None and entry.count == 0:
+        if not self.headers_sent and entry.error is not None:
             self.headers_sent = True  # nothing was ever sent: the error's own status and body
             self.handler.set_status(entry.error.status)
             self.handler.write(self.handler.render_error(entry.error))
@@ -331,9 +336,11 @@ class MemoryStreamStore:
         self.entries: dict = {}
         self.tasks: set = set()
 
-    def create(self, key_digest: str) -> tuple:
+    async def create(self, key_digest: str, dialect: str) -> tuple:
+        """A new stream of this key, with events of `dialect` (dialect_name): (entry, token)."""
         stream_id, token = new_handle()
-        entry = StoredStream(stream_id, key_digest, token, self.config)
+        entry = self.new_stream(stream_id, key_digest, token)
+        entry.dialect = dialect
         self.entries[stream_id] = entry
         return entry, token
 
@@ -342,6 +349,9 @@ class MemoryStreamStore:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def new_stream(self, stream_id: str, key_digest: str, token: str) -> StoredStream:
+        return StoredStream(stream_id, key_digest, token, self.config)
 
     async def find(self, stream_id: str):
         return self.entries.get(stream_id)
@@ -375,3 +385,21 @@ class MemoryStreamStore:
 
     async def close(self) -> None:
         pass
+
+
+def dialect_name(dialect) -> str:
+    """How a stream's dialect is named in the store (to make its error event in another process)."""
+    if dialect.typed:
+        return "responses"
+    return "chat_openai" if dialect.openai_errors else "chat"
+
+
+def error_event(dialect: str, err: GatewayError, last_events: bytes) -> bytes:
+    """The error event of a stream whose relay is elsewhere (its dialect's form; for the Responses
+    API numbered after the last event the reader got)."""
+    from .dialects import ResponsesDialect  # here: dialects imports relay, as this module does
+    if dialect == "responses":
+        class Last:
+            last_out = [last_events] if last_events else None
+        return ResponsesDialect().error_event(err, Last)
+    return err.sse_event(dialect == "chat_openai")

@@ -10,7 +10,7 @@ no concurrency slot (the stream already holds one while its upstream runs).
 import functools
 
 from ..errors import GatewayError
-from ..resumable import ResumableRelay, StreamReader, gone
+from ..resumable import ResumableRelay, StreamReader, dialect_name, gone
 from .base import BaseHandler, release_slot
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -32,7 +32,7 @@ def wants_resumable(handler) -> bool:
 async def start(handler, dialect, asked: str, sent: str, body: bytes | None, *run_args) -> None:
     """Starts the relay of a resumable stream on its own and reads it as its first reader."""
     gateway = handler.gateway
-    entry, token = gateway.stream_store.create(handler.key.digest)
+    entry, token = await gateway.stream_store.create(handler.key.digest, dialect_name(dialect))
     handler.set_header("X-Stream-Id", entry.id)
     handler.set_header("X-Resume-Url", "/api/v1/streams/%s?token=%s" % (entry.id, token))
     handler.log_fields["stream_id"] = entry.id
@@ -68,13 +68,15 @@ class StreamHandler(BaseHandler):
         self.wants_sse = "text/event-stream" in (self.request.headers.get("Accept") or "")
         last_id = self.last_event_id()
         entry = await self.find(stream_id)
+        if entry.ended and entry.error is not None:
+            raise entry.error  # it failed before its first event: the same answer as its first request
         if not entry.resumable:
             raise gone("the stream is no longer resumable: it went over its cap (resume_max_bytes or "
                        "resume_max_events)")
         if last_id > entry.count:
             raise GatewayError(400, "Last-Event-ID %d is after the stream's last event (%d)" % (last_id, entry.count),
                                code="invalid_last_event_id")
-        self.reader = reader = StreamReader(self, entry, last_id, resumed=True)
+        self.reader = reader = entry.reader(self, last_id)
         await reader.run()
 
     async def delete(self, stream_id: str) -> None:
