@@ -235,3 +235,18 @@ def test_the_seed_requests_loop_reads_a_resumable_stream_with_keepalives(chatty,
                 chunk = json.loads(line[6:])
                 text += chunk["choices"][0]["delta"].get("content", "")
     assert text == contents(rh.strip_ids(story[1]))
+
+
+def test_a_responses_stream_resumes_too(gw):
+    g, key = gw
+    body = {"model": SEED_MODEL, "input": SEED_PROMPT, "stream": True}
+    path = "/api/v1/responses"
+    _, plain = rh.whole_stream(g, key, resumable=None, speed="0", path=path, body=body)
+    partial = rh.Partial(g, key, path=path, body=body)
+    got, last = rh.complete_events(partial.read_events(6))
+    url = partial.header("X-Resume-Url")
+    partial.cut(True)
+    rest = rh.resume(g, url, last).content
+    assert got.startswith(b"id: 1\nevent: response.created\n")
+    assert rh.strip_ids(got + rest) == plain
+    assert (got + rest).count(b"event: response.completed\n") == 1
