@@ -37,6 +37,20 @@ from .resumable import KEEPALIVE, MemoryStreamStore, StoredStream, error_event, 
 log = logging.getLogger("tornado_grok")
 
 PREFIX = "tg:rs:"
+# KEYS: meta, events, owner. ARGV: retention seconds. A stream's end, in one command.
+FINISH = """
+redis.call('HSET', KEYS[1], 'state', 'ended')
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+"""
+# KEYS: meta, owner. ARGV: key digest, token digest, dialect, owner, meta ttl s, owner ttl ms.
+CREATE = """
+redis.call('HSET', KEYS[1], 'key', ARGV[1], 'token', ARGV[2], 'dialect', ARGV[3], 'state', 'running',
+           'owner', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[6])
+"""
 WRITE_TIMEOUT = 1.0  # seconds for one pipeline of writes: a late batch is still worth writing
 
 
@@ -99,10 +113,7 @@ class RedisStoredStream(StoredStream):
             entry_id = "%d-%d" % (self.count, 0 if b"e" in fields else 1)
             pipe.xadd(e, fields, id=entry_id, maxlen=c.resume_max_events, approximate=False)
         if self.written_end:
-            pipe.hset(m, "state", "ended")
-            pipe.expire(m, int(c.resume_retention) + 1)
-            pipe.expire(e, int(c.resume_retention) + 1)
-            pipe.delete(o)
+            pipe.eval(FINISH, 3, m, e, o, int(c.resume_retention) + 1)
 
 
 class RemoteStream:
@@ -253,13 +264,10 @@ class RedisStreamStore(MemoryStreamStore):
         c = self.config
         m, e, o, _, _ = keys(stream.id)
         ttl = int(c.total_timeout + c.resume_retention) + 60
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(m, mapping={"key": key_digest, "token": stream.token_digest, "dialect": dialect,
-                              "state": "running", "owner": self.instance})
-        pipe.expire(m, ttl)
-        pipe.set(o, self.instance, px=int(3000 * c.resume_heartbeat))
         try:
-            await asyncio.wait_for(pipe.execute(), WRITE_TIMEOUT)
+            # Awaited: the resume URL goes out with the first event, and must find the stream anywhere.
+            await self.redis.eval(CREATE, 2, m, o, key_digest, stream.token_digest, dialect, self.instance,
+                                  ttl, int(3000 * c.resume_heartbeat))
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             self._failed(exc)  # resumable here only: the stream itself is not refused
         return stream, token
@@ -296,7 +304,7 @@ class RedisStreamStore(MemoryStreamStore):
             if not len(pipe):
                 continue
             try:
-                await asyncio.wait_for(pipe.execute(), WRITE_TIMEOUT)
+                await pipe.execute()  # bounded by the client's socket_timeout (WRITE_TIMEOUT)
                 self._recovered()
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 self._failed(exc)
@@ -316,7 +324,7 @@ class RedisStreamStore(MemoryStreamStore):
                 pipe.exists(cancel)
                 pipe.exists(r)
             try:
-                out = await asyncio.wait_for(pipe.execute(), WRITE_TIMEOUT)
+                out = await pipe.execute()
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 self._failed(exc)
                 continue
