@@ -16,7 +16,8 @@ redis-server's own CPU is printed too. Then:
 
 Figures are printed, never asserted.
 
-    python3 bench/resumable.py                  # 2 rounds of 200 streams of 200 chunks
+    python3 bench/resumable.py                  # S3-like: 2 rounds of 200 streams of 200 chunks, 64 at a time
+    python3 bench/resumable.py --chunks 20      # S2-like
     python3 bench/resumable.py -n 100 --chunks 400 -c 16 --resumes 200
 """
 
@@ -126,7 +127,8 @@ def main() -> int:
     p.add_argument("-n", "--streams", type=int, default=200)
     p.add_argument("--chunks", type=int, default=200)
     p.add_argument("--size", type=int, default=8)
-    p.add_argument("-c", "--concurrency", type=int, default=8)
+    p.add_argument("--delay", type=int, default=0, help="ms between chunks (0: as fast as the mock writes)")
+    p.add_argument("-c", "--concurrency", type=int, default=64)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--resumes", type=int, default=100, help="streams dropped and resumed per backend")
     args = p.parse_args()
@@ -165,7 +167,7 @@ def main() -> int:
         procs.append(r)
         r2, r2_port = start([sys.executable, "run.py", "--port", "0"] + upstream, renv)
         procs.append(r2)
-        prompt = "chunks=%d delay=0 size=%d" % (args.chunks, args.size)
+        prompt = "chunks=%d delay=%d size=%d" % (args.chunks, args.delay, args.size)
         runs = [("plain", m, m_port, False), ("resumable memory", m, m_port, True),
                 ("resumable redis", r, r_port, True)]
         for _, _, port, resumable in runs:
@@ -186,8 +188,8 @@ def main() -> int:
                 size[label] += nbytes
                 errors[label] += nerr
         total = args.streams * args.rounds
-        print("%d streams each (%d rounds of %d, %d at a time), %d chunks of %d chars, %.0f s"
-              % (total, args.rounds, args.streams, args.concurrency, args.chunks, args.size,
+        print("%d streams each (%d rounds of %d, %d at a time), %d chunks of %d chars %d ms apart, %.0f s"
+              % (total, args.rounds, args.streams, args.concurrency, args.chunks, args.size, args.delay,
                  time.monotonic() - started))
         for label, *_ in runs:
             print("  %-17s gateway CPU %.3f ms/stream, %.1f KiB/stream, errors %d, ratio to plain %.2f"

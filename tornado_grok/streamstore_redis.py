@@ -52,6 +52,10 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[6])
 """
 WRITE_TIMEOUT = 1.0  # seconds for one pipeline of writes: a late batch is still worth writing
+# Seconds the writer gathers events before one pipeline: fewer, larger XADDs (a stream's events of
+# that time are one entry). Readers on this process never wait for it; a reader elsewhere sees an
+# event at most this much later.
+WRITE_INTERVAL = 0.005
 
 
 def connect(url: str, timeout: float | None) -> aioredis.Redis:
@@ -74,12 +78,12 @@ class RedisStoredStream(StoredStream):
         self.unwritten: list = []  # framed events not yet sent to Redis
         self.written_end = False
 
-    def append(self, data: bytes) -> list:
+    def append(self, data: bytes) -> bytes:
         was_resumable = self.resumable
         framed = super().append(data)
         if was_resumable:
             if self.resumable:
-                self.unwritten += framed
+                self.unwritten.append(framed)
             self.store.dirty[self] = None
         return framed
 
@@ -296,7 +300,7 @@ class RedisStreamStore(MemoryStreamStore):
         while True:
             await self.wake.wait()
             self.wake.clear()
-            await asyncio.sleep(0)  # the rest of this IOLoop turn's events join the same pipeline
+            await asyncio.sleep(WRITE_INTERVAL)
             dirty, self.dirty = self.dirty, {}
             pipe = self.redis.pipeline(transaction=False)
             for stream in dirty:
