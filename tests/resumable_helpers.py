@@ -99,3 +99,60 @@ def header(head: bytes, name: str) -> str:
         if k.strip().lower() == name.lower():
             return v.strip()
     raise KeyError(name)
+
+
+class CuttingProxy:
+    """A TCP proxy on a free loopback port in front of `port` that resets its first connection once
+    `cut_after` bytes of the answer went through; later connections pass whole."""
+
+    def __init__(self, port: int, cut_after: int):
+        import threading
+        self.target = port
+        self.cut_after = cut_after
+        self.connections = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            limit = self.cut_after if self.connections == 1 else None
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, limit), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, limit) -> None:
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if limit is not None and sent + len(data) >= limit:
+                    dst.sendall(data[:limit - sent])
+                    dst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    # Wakes the other direction's thread (blocked in recv on it): a close alone
+                    # would not, and the socket would stay open until that thread returns.
+                    dst.shutdown(socket.SHUT_RD)
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()

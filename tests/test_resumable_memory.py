@@ -250,3 +250,43 @@ def test_a_responses_stream_resumes_too(gw):
     assert got.startswith(b"id: 1\nevent: response.created\n")
     assert rh.strip_ids(got + rest) == plain
     assert (got + rest).count(b"event: response.completed\n") == 1
+
+
+def readme_resume_loop():
+    """The Python resume loop of README.md ("Resumable streams"), as written there."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")) as f:
+        text = f.read()
+    section = text[text.index("## Resumable streams (opt-in)"):]
+    code = section[section.index("```python\n") + 10:]
+    code = code[:code.index("```")]
+    assert len(code.strip().splitlines()) <= 20
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    return scope["stream_chat"]
+
+
+def test_the_readme_resume_loop_survives_a_reset(gw, story):
+    g, key = gw
+    stream_chat = readme_resume_loop()
+    proxy = rh.CuttingProxy(g.port, cut_after=1500)  # inside the first events of the story
+    try:
+        body = {"model": SEED_MODEL, "messages": [{"role": "user", "content": SEED_PROMPT}], "stream": True}
+        import requests as _requests
+        session_headers = {"X-Mock-Scenario": "story", "X-Mock-Speed": "1"}
+        original = _requests.Session.request
+
+        def with_mock_headers(self, method, url, **kwargs):  # the mock's scenario, for this test only
+            kwargs["headers"] = dict(kwargs.get("headers") or {}, **session_headers)
+            return original(self, method, url, **kwargs)
+
+        _requests.Session.request = with_mock_headers
+        try:
+            chunks = list(stream_chat("http://127.0.0.1:%d" % proxy.port, key, body))
+        finally:
+            _requests.Session.request = original
+    finally:
+        proxy.close()
+    assert proxy.connections == 2  # it was cut, and resumed once
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    assert text == contents(rh.strip_ids(story[1]))
+    assert len(chunks) == story[1].count(b"\n\n") - 1  # every event once, [DONE] ending it
