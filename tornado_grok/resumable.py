@@ -372,7 +372,15 @@ class MemoryStreamStore:
         """Runs a resumable stream's relay on its own, so it outlives the request that started it."""
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda done: self._ran(relay, done))
+
+    def _ran(self, relay, task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Nobody awaits this task: say what broke, and end the stream so that no reader waits.
+            log.error("error relaying a resumable stream", exc_info=task.exception())
+            relay.abort(GatewayError(500, "internal error while relaying the stream", code="internal_error"),
+                        Outcome.UPSTREAM_ERROR)
 
     def new_stream(self, stream_id: str, key_digest: str, token: str) -> StoredStream:
         return StoredStream(stream_id, key_digest, token, self.config)
