@@ -154,3 +154,37 @@ def test_owner_killed_mid_stream_ends_the_reader_on_b_with_an_error(mock, redis_
     assert b"[DONE]" not in rest
     ids = [int(e.split(b"\n")[0][4:]) for e in events]
     assert ids == list(range(last + 1, last + 1 + len(ids)))
+
+
+def test_over_the_cap_a_resume_on_b_is_410(mock, redis_server, tmp_path, story):
+    folder = str(tmp_path)
+    key = servers.add_key(os.path.join(folder, "keys.json"), "k")
+    a = servers.start_gateway(folder, mock.base, settings(redis_server, resume_max_bytes=2000))
+    b = servers.start_gateway(folder, mock.base, settings(redis_server, resume_max_bytes=2000))
+    try:
+        head, body = rh.whole_stream(a, key, speed="0")
+        assert body == story
+        url = rh.header(head, "X-Resume-Url")
+        # The owner marks it in Redis with its next batch of writes (within a few milliseconds).
+        servers.wait_until(lambda: rh.resume(b, url, 0).status_code == 410, timeout=5)
+        assert "no longer resumable" in rh.resume(b, url, 0).json()["error"]["message"]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_with_redis_down_a_resumable_stream_still_streams_and_resumes_on_its_process(mock, tmp_path, story):
+    from tests.redis_server import RedisServer
+    server = RedisServer.start()
+    folder = str(tmp_path)
+    key = servers.add_key(os.path.join(folder, "keys.json"), "k")
+    a = servers.start_gateway(folder, mock.base, settings(server))
+    try:
+        server.stop()
+        head, body = rh.whole_stream(a, key, speed="0")
+        assert body == story
+        assert rh.resume(a, rh.header(head, "X-Resume-Url"), 0).content == story
+        servers.wait_until(lambda: "stream store: Redis at" in a.stderr, timeout=5)
+    finally:
+        a.stop()
+        server.stop()
