@@ -290,3 +290,19 @@ def test_the_readme_resume_loop_survives_a_reset(gw, story):
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
     assert text == contents(rh.strip_ids(story[1]))
     assert len(chunks) == story[1].count(b"\n\n") - 1  # every event once, [DONE] ending it
+
+
+def test_defaults_from_the_key_and_the_config(make_gateway, story):
+    g, key = make_gateway(OPEN, key_flags=("--resumable",))
+    assert rh.whole_stream(g, key, resumable=None, speed="0")[1] == story[1]
+    assert rh.whole_stream(g, key, resumable="false", speed="0")[1] == rh.strip_ids(story[1])
+    g, key = make_gateway(dict(OPEN, resumable_default=True))
+    assert rh.whole_stream(g, key, resumable=None, speed="0")[1] == story[1]
+    other = servers.add_key(g.argv[g.argv.index("--keys-file") + 1], "plain", "--no-resumable")
+    servers.wait_until(lambda: requests.get(g.base + "/models", headers={"Authorization": "Bearer " + other},
+                                            timeout=5).status_code == 200, timeout=10)
+    assert rh.whole_stream(g, other, resumable=None, speed="0")[1] == rh.strip_ids(story[1])
+    r = requests.post(g.base + "/chat/completions", headers=hh.auth(key, **{"X-Resumable": "maybe"}),
+                      json={"model": SEED_MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True},
+                      timeout=10)
+    assert r.status_code == 400 and "X-Resumable must be true or false" in r.text

@@ -17,10 +17,12 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 def wants_resumable(handler) -> bool:
-    """Whether this streamed request asked for a resumable stream (else resumable_default)."""
+    """Whether this streamed request asked for a resumable stream (else its key's default, else
+    resumable_default)."""
     value = handler.request.headers.get("X-Resumable")
     if value is None:
-        return handler.config.resumable_default
+        own = handler.key.resumable
+        return handler.config.resumable_default if own is None else own
     value = value.strip().lower()
     if value in _TRUE:
         return True
