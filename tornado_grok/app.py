@@ -6,14 +6,14 @@ from tornado import web
 from .accesslog import access_log
 from .config import Config
 from .gateway import Gateway
-from .handlers import admin, chat, health, images, models, passthrough, responses, vision
+from .handlers import admin, chat, health, images, models, passthrough, responses, streams, vision
 from .handlers.base import PEEK_BYTES, APIHandler, NotFoundHandler, RefusedHandler, TooLargeHandler, screen
 from .metrics import endpoint_label
 from .redact import REDACTED, loggable
 
 
 
-ROUTE_MODULES = (chat, responses, images, vision, models, passthrough, health, admin)
+ROUTE_MODULES = (chat, responses, streams, images, vision, models, passthrough, health, admin)
 
 
 def make_app(config: Config, gateway: Gateway | None = None, **settings) -> web.Application:

@@ -29,11 +29,13 @@ DEV_KEY = "tg-dev-local-mock-key"  # accepted only while the gateway serves from
 
 @dataclasses.dataclass(frozen=True)
 class ClientKey:
-    """A client key as the gateway knows it: a name, its hash, and its own limits (None = defaults)."""
+    """A client key as the gateway knows it: a name, its hash, its own limits and its own default for
+    resumable streams (None: the config's)."""
 
     name: str
     digest: str
     limits: dict | None = None
+    resumable: bool | None = None
 
 
 def digest(key: str) -> str:
@@ -164,12 +166,14 @@ def read_doc(path: str) -> dict:
                 k in _LIMIT_NAMES and type(v) is int and v >= 0 for k, v in limits.items())):
             raise KeysFileError('%s (%s): "limits" must be an object of %s, each a whole number >= 0'
                                 % (where, e["name"], ", ".join(_LIMIT_NAMES)))
+        if "resumable" in e and type(e["resumable"]) is not bool:
+            raise KeysFileError('%s (%s): "resumable" must be true or false' % (where, e["name"]))
     return doc
 
 
 def read_file(path: str) -> list[ClientKey]:
     """The keys of a keys file ([] when it does not exist); KeysFileError when it cannot be used."""
-    return [ClientKey(e["name"], e["sha256"], e.get("limits")) for e in read_doc(path)["keys"]]
+    return [ClientKey(e["name"], e["sha256"], e.get("limits"), e.get("resumable")) for e in read_doc(path)["keys"]]
 
 
 @contextlib.contextmanager
@@ -205,7 +209,7 @@ def _write_atomic(path: str, doc: dict) -> None:
         os.close(dfd)
 
 
-def add_key(path: str, name: str, limits: dict | None = None) -> str:
+def add_key(path: str, name: str, limits: dict | None = None, resumable: bool | None = None) -> str:
     """Creates a key named `name`, stores only its hash in `path`, and returns the key itself.
 
     Safe to run many times at once on one file: the read-modify-write happens under a lock, and the
@@ -222,6 +226,8 @@ def add_key(path: str, name: str, limits: dict | None = None) -> str:
         entry = {"name": name, "sha256": digest(key), "created": int(time.time())}
         if limits:
             entry["limits"] = limits
+        if resumable is not None:
+            entry["resumable"] = resumable
         doc["keys"].append(entry)
         _write_atomic(path, doc)
     return key

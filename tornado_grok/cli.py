@@ -63,6 +63,8 @@ def keys_main(argv: list[str]) -> int:
     p.add_argument("--rpm", type=int, help="this key's requests per minute")
     p.add_argument("--concurrency", type=int, help="this key's concurrent requests")
     p.add_argument("--tpm", type=int, help="this key's tokens per minute")
+    p.add_argument("--resumable", action=argparse.BooleanOptionalAction, default=None,
+                   help="this key's streams are resumable without X-Resumable (--no-resumable: not)")
     args = p.parse_args(argv)
     path = args.keys_file or cfg.load(overrides={}).keys_file
     if args.action == "list":
@@ -79,7 +81,7 @@ def keys_main(argv: list[str]) -> int:
     limits = {k: v for k, v in (("requests_per_minute", args.rpm), ("concurrent_requests", args.concurrency),
                                 ("tokens_per_minute", args.tpm)) if v is not None}
     try:
-        print(auth.add_key(path, args.name, limits or None))
+        print(auth.add_key(path, args.name, limits or None, args.resumable))
     except ValueError as e:
         print("run.py keys: %s" % e, file=sys.stderr)
         return 2

@@ -51,6 +51,14 @@ class Config:
     sse_error_format: str = "seed"
     high_water_mark: int = 64 * 1024
     max_event_size: int = 8 * 1024 * 1024
+    # [resumable] streams that survive a dropped connection (X-Resumable: true)
+    resumable_default: bool = False
+    resume_window: float = 60.0
+    resume_retention: float = 600.0
+    resume_max_bytes: int = 4 * 1024 * 1024
+    resume_max_events: int = 100000
+    stream_store: str = "memory"
+    resume_heartbeat: float = 1.0
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
@@ -86,6 +94,7 @@ class Config:
             "ratelimit_backend": ("memory", "redis"),
             "redis_failure_mode": ("fail_open", "fail_closed"),
             "event_loop": ("uvloop", "asyncio"),
+            "stream_store": ("memory", "redis"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -93,7 +102,8 @@ class Config:
         for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "total_timeout",
                      "keepalive_interval", "drain_seconds", "lease_seconds", "header_timeout",
                      "keepalive_timeout", "body_timeout", "max_header_size", "max_header_count",
-                     "max_connections", "redis_timeout"):
+                     "max_connections", "redis_timeout", "resume_window", "resume_retention",
+                     "resume_max_bytes", "resume_max_events", "resume_heartbeat"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         for origin in self.cors_origins:

@@ -14,6 +14,7 @@ from .config import Config
 from .cors import CorsPolicy
 from .metrics import Metrics
 from .ratelimit import Limits, MemoryLimiter
+from .resumable import MemoryStreamStore
 from .upstream import UpstreamClient
 
 log = logging.getLogger("tornado_grok")
@@ -27,7 +28,8 @@ class Gateway:
     """
 
     def __init__(self, config: Config, upstream: UpstreamClient | None = None,
-                 keys: KeyStore | None = None, limiter=None, accounting=None, metrics=None):
+                 keys: KeyStore | None = None, limiter=None, accounting=None, metrics=None,
+                 stream_store=None):
         self.config = config
         self.upstream = upstream or UpstreamClient(
             config.upstream_url, config.upstream_key, max_clients=config.max_upstream,
@@ -36,6 +38,7 @@ class Gateway:
         self.limiter = limiter if limiter is not None else MemoryLimiter()
         self.accounting = accounting if accounting is not None else Accounting()
         self.metrics = metrics if metrics is not None else Metrics(self)
+        self.stream_store = stream_store if stream_store is not None else MemoryStreamStore(config)
         self.cors = CorsPolicy.from_config(config)  # None: CORS is off
         self.default_limits = Limits(config.requests_per_minute, config.concurrent_requests,
                                      config.tokens_per_minute)
@@ -52,7 +55,8 @@ class Gateway:
 
     def sweep_interval(self) -> float:
         c = self.config
-        shortest = min(c.keepalive_interval, c.first_event_timeout, c.idle_timeout, c.total_timeout)
+        shortest = min(c.keepalive_interval, c.first_event_timeout, c.idle_timeout, c.total_timeout,
+                       c.resume_window)
         return max(0.02, min(1.0, shortest / 4))
 
     def start(self) -> None:
@@ -82,6 +86,7 @@ class Gateway:
         c = self.config
         for relay in list(self.streams):
             relay.check(now, c)
+        self.stream_store.sweep(now)
 
     async def drain(self) -> None:
         """Stops taking work, lets requests in flight finish for drain_seconds, then ends the rest."""
@@ -115,6 +120,7 @@ class Gateway:
             "draining": self.draining,
             "redis": limiter_state() if callable(limiter_state) else None,
             "pid": os.getpid(),  # which worker answered, with --workers N
+            "resumable": self.stream_store.state(),
         }
 
     async def close(self) -> None:
@@ -122,3 +128,4 @@ class Gateway:
         self.upstream.close()
         await self.limiter.close()
         await self.accounting.close()
+        await self.stream_store.close()

@@ -41,6 +41,8 @@ def endpoint_label(path: str) -> str:
         return "/api/v1/models/{id}"
     if path.startswith("/api/v1/responses/"):
         return "/api/v1/responses/{id}"
+    if path.startswith("/api/v1/streams/"):
+        return "/api/v1/streams/{id}"
     return "other"
 
 

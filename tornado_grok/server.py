@@ -15,6 +15,7 @@ from .connections import ConnectionSlots, GatewayHTTPServer
 from .accounting_redis import make_accounting
 from .gateway import Gateway
 from .ratelimit_redis import make_limiter
+from .streamstore_redis import make_stream_store
 
 log = logging.getLogger("tornado_grok")
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a worker that cannot start with this configuration
@@ -58,7 +59,7 @@ async def serve(config: Config, sockets=None) -> int:
     extra = [auth.dev_key()] if config.mock else []
     limiter = make_limiter(config)
     gateway = Gateway(config, keys=auth.KeyStore(config.keys_file, extra=extra), limiter=limiter,
-                      accounting=make_accounting(config, limiter))
+                      accounting=make_accounting(config, limiter), stream_store=make_stream_store(config))
     gateway.connections = ConnectionSlots(config.max_connections)
     app = make_app(config, gateway)
     # Timeouts here bound reading a request and idle keep-alive only; a response (a long stream) is

@@ -275,8 +275,10 @@ class APIHandler(BaseHandler):
                          self.gateway.limits_for(self.key), total)
 
     def on_finish(self) -> None:
-        # getattr: a method tornado does not know is refused (405) before prepare() ran.
-        if getattr(self, "key", None) is not None and "ended" not in self.log_fields:
+        # getattr: a method tornado does not know is refused (405) before prepare() ran. A resumable
+        # stream's relay accounts for it when its upstream ends (resumable.ResumableRelay).
+        if getattr(self, "key", None) is not None and "ended" not in self.log_fields \
+                and getattr(self, "reader", None) is None:
             self.account(None, self.error_outcome())
         self._release()
 
@@ -293,6 +295,9 @@ class APIHandler(BaseHandler):
         return "upstream_error" if self.get_status() >= 500 else "rejected"
 
     def on_connection_close(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()  # a resumable stream: it goes on without this client
         relay = getattr(self, "relay", None)
         if relay is not None:
             relay.client_gone()
@@ -305,11 +310,21 @@ class APIHandler(BaseHandler):
         if getattr(self, "counted_open", False):
             self.counted_open = False
             self.gateway.open_requests -= 1
+        release_slot(self.gateway, self.hand_over_slot())
+
+    def hand_over_slot(self):
+        """The request's concurrency slot (its limiter decision), now no longer the handler's to
+        free: a resumable stream's relay holds it while its upstream runs (release_slot)."""
         decision, self.decision = getattr(self, "decision", None), None
-        if decision is not None:
-            self.gateway.request_finished()
-            if decision.lease is not None:
-                backend_call(self.gateway.limiter, "release", decision)
+        return decision
+
+
+def release_slot(gateway, decision) -> None:
+    """Frees a request's concurrency slot (the gateway's in-flight count and the limiter's lease)."""
+    if decision is not None:
+        gateway.request_finished()
+        if decision.lease is not None:
+            backend_call(gateway.limiter, "release", decision)
 
 
 def backend_call(backend, name: str, *args) -> None:

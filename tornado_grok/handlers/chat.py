@@ -3,6 +3,7 @@
 from .. import validate
 from ..dialects import ChatDialect
 from ..relay import StreamRelay
+from . import streams
 from .base import APIHandler, dumps
 from .fallback import answer_whole
 
@@ -41,6 +42,9 @@ class ChatCompletionsHandler(APIHandler):
         body["stream_options"] = dict(options, include_usage=True)
         dialect = ChatDialect(drop_usage=not client_wants_usage,
                               openai_errors=self.config.sse_error_format == "openai")
+        if streams.wants_resumable(self):
+            await streams.start(self, dialect, asked, sent, dumps(body))
+            return
         self.relay = relay = StreamRelay(self, self.gateway, asked, sent, dialect)
         await relay.run(dumps(body), self.forward_headers())
 

@@ -10,6 +10,7 @@ from .. import validate
 from ..dialects import ResponsesDialect
 from ..relay import StreamRelay
 from ..upstream import join_path
+from . import streams
 from .base import APIHandler, dumps
 from .fallback import answer_response_whole
 
@@ -35,6 +36,8 @@ class ResponsesHandler(APIHandler):
         streamed = body.get("stream") is True
         if validate.responses_has_image(body):
             await answer_response_whole(self, body, asked, streamed)
+        elif streamed and streams.wants_resumable(self):
+            await streams.start(self, ResponsesDialect(), asked, sent, dumps(body))
         elif streamed:
             self.relay = relay = StreamRelay(self, self.gateway, asked, sent, ResponsesDialect())
             await relay.run(dumps(body), self.forward_headers())

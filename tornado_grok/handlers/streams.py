@@ -1,0 +1,104 @@
+"""Resumable streams: starting one (`X-Resumable: true` on a streamed request), and
+GET /api/v1/streams/{id} (resume: the events after Last-Event-ID, then live) and DELETE (cancel).
+
+The resume URL carries a per-stream capability token (`?token=`), so that a browser's
+`new EventSource(resumeUrl)` resumes without headers (it sends its own Last-Event-ID); without a
+token, the key that started the stream must be sent. A resume is not a new request: no rate limit,
+no concurrency slot (the stream already holds one while its upstream runs).
+"""
+
+import functools
+
+from ..errors import GatewayError
+from ..resumable import ResumableRelay, StreamReader, dialect_name, gone
+from .base import BaseHandler, release_slot
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def wants_resumable(handler) -> bool:
+    """Whether this streamed request asked for a resumable stream (else its key's default, else
+    resumable_default)."""
+    value = handler.request.headers.get("X-Resumable")
+    if value is None:
+        own = handler.key.resumable
+        return handler.config.resumable_default if own is None else own
+    value = value.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise GatewayError(400, "header X-Resumable must be true or false", code="invalid_header")
+
+
+async def start(handler, dialect, asked: str, sent: str, body: bytes | None, *run_args) -> None:
+    """Starts the relay of a resumable stream on its own and reads it as its first reader."""
+    gateway = handler.gateway
+    entry, token = await gateway.stream_store.create(handler.key.digest, dialect_name(dialect))
+    handler.set_header("X-Stream-Id", entry.id)
+    handler.set_header("X-Resume-Url", "/api/v1/streams/%s?token=%s" % (entry.id, token))
+    handler.log_fields["stream_id"] = entry.id
+    release = functools.partial(release_slot, gateway, handler.hand_over_slot())
+    handler.relay = relay = ResumableRelay(handler, gateway, asked, sent, dialect, entry, release)
+    handler.reader = reader = StreamReader(handler, entry, 0, resumed=False)
+    gateway.stream_store.run(relay, relay.run(body, handler.forward_headers(), *run_args))
+    await reader.run()
+
+
+class StreamHandler(BaseHandler):
+    """GET (resume) and DELETE (cancel) one resumable stream; the key that started it, or its token."""
+
+    def prepare(self) -> None:
+        self.log_fields = {}
+
+    async def find(self, stream_id: str):
+        """The stream, if this client may see it; 404 otherwise (never saying which)."""
+        token = self.get_query_argument("token", None)
+        key_digest = None
+        if not token:
+            key = self.gateway.keys.authenticate(self.request.headers.get("Authorization"))
+            key_digest = key.digest
+            self.log_fields["key"] = key.name
+        entry = await self.gateway.stream_store.find(stream_id)
+        if entry is None or not entry.allows(key_digest, token):
+            raise GatewayError(404, "no such stream: it never existed, is not yours, or expired after "
+                                    "resume_retention", code="stream_not_found")
+        return entry
+
+    async def get(self, stream_id: str) -> None:
+        # Errors are JSON, unless the client asked only for an event stream (as EventSource does).
+        self.wants_sse = "text/event-stream" in (self.request.headers.get("Accept") or "")
+        last_id = self.last_event_id()
+        entry = await self.find(stream_id)
+        if entry.ended and entry.error is not None:
+            raise entry.error  # it failed before its first event: the same answer as its first request
+        if not entry.resumable:
+            raise gone("the stream is no longer resumable: it went over its cap (resume_max_bytes or "
+                       "resume_max_events)")
+        if last_id > entry.count:
+            raise GatewayError(400, "Last-Event-ID %d is after the stream's last event (%d)" % (last_id, entry.count),
+                               code="invalid_last_event_id")
+        self.reader = reader = entry.reader(self, last_id)
+        await reader.run()
+
+    async def delete(self, stream_id: str) -> None:
+        entry = await self.find(stream_id)
+        running = await self.gateway.stream_store.cancel(entry)
+        self.write_json({"id": stream_id, "object": "stream", "cancelled": running})
+
+    def last_event_id(self) -> int:
+        value = self.request.headers.get("Last-Event-ID") or self.get_query_argument("last_event_id", "") or "0"
+        value = value.strip()
+        if not value.isdigit() or len(value) > 12:
+            raise GatewayError(400, "Last-Event-ID must be an event id (a whole number)", code="invalid_last_event_id")
+        return int(value)
+
+    def on_connection_close(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()
+
+
+default_handlers = [
+    (r"/api/v1/streams/(?P<stream_id>[A-Za-z0-9_-]{1,64})", StreamHandler),
+]
