@@ -34,9 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # module -> the test modules that guard it (missing ones are skipped, so an older checkout works).
 MAP = {
-    "tornado_grok/sse.py": ["tests/test_sse.py", "tests/test_sse_properties.py"],
-    "tornado_grok/errors.py": ["tests/test_errors.py"],
-    "tornado_grok/validate.py": ["tests/test_validate.py", "tests/test_bad_input.py", "tests/test_fallback.py"],
+    "tornado_grok/sse.py": ["tests/test_sse.py", "tests/test_sse_properties.py", "tests/test_responses_sse.py",
+                            "tests/test_loop_sse_bounds.py"],
+    "tornado_grok/errors.py": ["tests/test_errors.py", "tests/test_security_redact.py"],
+    "tornado_grok/validate.py": ["tests/test_validate.py", "tests/test_security_paths.py", "tests/test_bad_input.py",
+                                 "tests/test_fallback.py"],
     "tornado_grok/ratelimit.py": ["tests/test_ratelimit_memory.py", "tests/test_ratelimit_lua.py"],
     "tornado_grok/loadtest/stats.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_parser.py"],
     "tornado_grok/loadtest/report.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_cli.py"],
