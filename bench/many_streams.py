@@ -19,7 +19,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,9 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from bench.procstats import stop_all  # noqa: E402
+
 SHARED_BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench")
 
 
@@ -125,13 +127,7 @@ def main() -> int:
         if load.returncode:
             print("  load client exited %d: %s" % (load.returncode, load.stderr[-500:]))
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

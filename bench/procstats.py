@@ -1,6 +1,12 @@
-"""What the bench scripts read off a running gateway: its RSS, and its /debug/state."""
+"""What the bench scripts share: a gateway's RSS and /debug/state, a pool of keep-alive clients that
+drives streams through it, and stopping the processes a script started."""
 
+import http.client
 import json
+import queue
+import signal
+import subprocess
+import threading
 import urllib.request
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -22,3 +28,49 @@ def debug_state(url: str) -> dict:
     """GET /debug/state (the gateway runs with debug_endpoints = true)."""
     with _NO_PROXY.open(url + "/debug/state", timeout=5) as r:
         return json.loads(r.read())
+
+
+def drive(port: int, one, streams: int, concurrency: int) -> tuple:
+    """Makes `streams` calls of one(conn) -> bytes read, over `concurrency` keep-alive connections to
+    127.0.0.1:port (a failed call reconnects and counts as an error); returns (bytes, errors)."""
+    jobs = queue.Queue()
+    for _ in range(streams):
+        jobs.put(1)
+    totals = {"bytes": 0, "errors": 0}
+    lock = threading.Lock()
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            try:
+                jobs.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                n = one(conn)
+                with lock:
+                    totals["bytes"] += n
+            except Exception:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                with lock:
+                    totals["errors"] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return totals["bytes"], totals["errors"]
+
+
+def stop_all(procs: list) -> None:
+    """SIGTERM to each process (the last started first), then wait for each; SIGKILL after 30 s."""
+    for proc in reversed(procs):
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

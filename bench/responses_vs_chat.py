@@ -23,9 +23,7 @@ import argparse
 import http.client
 import json
 import os
-import queue
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,9 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from bench.procstats import drive, stop_all  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
@@ -73,36 +74,7 @@ def run_round(port: int, key: str, api: str, streams: int, concurrency: int, pro
         path = "/api/v1/responses"
         body = {"model": "bench", "stream": True, "input": prompt}
     payload = json.dumps(body).encode()
-    jobs = queue.Queue()
-    for _ in range(streams):
-        jobs.put(1)
-    totals = {"bytes": 0, "errors": 0}
-    lock = threading.Lock()
-
-    def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while True:
-            try:
-                jobs.get_nowait()
-            except queue.Empty:
-                break
-            try:
-                n = one_stream(conn, path, payload, key)
-                with lock:
-                    totals["bytes"] += n
-            except Exception:
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                with lock:
-                    totals["errors"] += 1
-        conn.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return totals["bytes"], totals["errors"]
+    return drive(port, lambda conn: one_stream(conn, path, payload, key), streams, concurrency)
 
 
 def main() -> int:
@@ -167,13 +139,7 @@ def main() -> int:
         if "chat@baseline" in cpu and cpu["chat@baseline"] > 0:
             print("  ratio chat/chat@baseline: CPU per stream %.2f" % (cpu["chat"] / cpu["chat@baseline"]))
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
     return 0
 
 

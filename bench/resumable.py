@@ -22,10 +22,8 @@ Figures are printed, never asserted.
 """
 
 import argparse
-import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -34,10 +32,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.procstats import drive, stop_all  # noqa: E402
 from bench.responses_vs_chat import ROOT, cpu_seconds, start  # noqa: E402
-
-import queue  # noqa: E402
-import threading  # noqa: E402
 
 
 def free_port() -> int:
@@ -51,40 +47,16 @@ def run_round(port, key, streams, concurrency, prompt, resumable: bool) -> tuple
     headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
     if resumable:
         headers["X-Resumable"] = "true"
-    jobs = queue.Queue()
-    for _ in range(streams):
-        jobs.put(1)
-    totals = {"bytes": 0, "errors": 0}
-    lock = threading.Lock()
 
-    def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while True:
-            try:
-                jobs.get_nowait()
-            except queue.Empty:
-                break
-            try:
-                conn.request("POST", "/api/v1/chat/completions", body, headers)
-                response = conn.getresponse()
-                data = response.read()
-                if response.status != 200:
-                    raise RuntimeError(response.status)
-                with lock:
-                    totals["bytes"] += len(data)
-            except Exception:
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                with lock:
-                    totals["errors"] += 1
-        conn.close()
+    def one(conn) -> int:
+        conn.request("POST", "/api/v1/chat/completions", body, headers)
+        response = conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(response.status)
+        return len(data)
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return totals["bytes"], totals["errors"]
+    return drive(port, one, streams, concurrency)
 
 
 def resume_latency(start_port, resume_port, key, prompt) -> float:
@@ -211,13 +183,7 @@ def main() -> int:
             print("  reconnect -> first resumed event (%s): p50 %.2f ms, p99 %.2f ms (%d resumes)"
                   % (label, 1000 * percentile(times, 0.5), 1000 * percentile(times, 0.99), len(times)))
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
     return 0
 
 
