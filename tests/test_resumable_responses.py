@@ -108,6 +108,27 @@ def test_without_starting_after_the_whole_stream_and_past_the_end_nothing(gw, pl
     assert upstream_gets(mock, test_id) == []
 
 
+def test_a_cancel_ends_the_retrieve_with_the_error_the_sdk_raises(gw, plain, mock):
+    g, key = gw
+    test_id = uuid.uuid4().hex
+    partial = rh.Partial(g, key, path=PATH, body=BODY, test_id=test_id, speed="3")
+    got, _ = rh.complete_events(partial.read_events(2))
+    url = partial.header("X-Resume-Url")
+    partial.cut(False)
+    n = sequence(events(rh.strip_ids(got))[-1])
+    client = openai.OpenAI(api_key=key, base_url=g.base, max_retries=0)
+    stream = client.responses.retrieve(RESPONSE_ID, stream=True, starting_after=n,
+                                       extra_headers={"X-Mock-Test-Id": test_id})
+    seen = [next(stream).sequence_number]
+    assert requests.delete(g.url + url, timeout=5).json()["cancelled"] is True
+    with pytest.raises(openai.APIError, match="cancelled"):
+        for event in stream:
+            seen.append(event.sequence_number)
+    assert seen == list(range(n + 1, n + 1 + len(seen)))
+    assert mock.wait_ended(test_id=test_id)["ended"] == "client_closed"
+    assert upstream_gets(mock, test_id) == []
+
+
 def test_another_key_is_relayed_upstream(gw, plain, mock):
     g, key = gw
     test_id = uuid.uuid4().hex
