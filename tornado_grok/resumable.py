@@ -24,8 +24,11 @@ import bisect
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
+
+import ujson
 
 from tornado.iostream import StreamClosedError
 
@@ -85,6 +88,7 @@ class StoredStream:
         self.error = None  # the error that ended it before any event: answered with its status
         self.dialect = "chat"  # which API's events it holds (for an error event made elsewhere)
         self.resumable = True
+        self.response_id = None  # a Responses stream's response id (from its response.created event)
         self.left_at = time.monotonic()  # when the last reader left
         self.ended_at = 0.0
 
@@ -172,6 +176,10 @@ class StoredStream:
         """A reader for a resume (answered 200 at once) from the event after last_id."""
         return StreamReader(handler, self, last_id, resumed=True)
 
+    def sequence_reader(self, handler, after: int):
+        """A reader for GET /responses/{id}?stream=true&starting_after=N (see SequenceFilter)."""
+        return SequenceReader(handler, self, after)
+
 
 def gone(why: str) -> GatewayError:
     return GatewayError(410, why, code="stream_cancelled")
@@ -185,6 +193,7 @@ class ResumableRelay(StreamRelay):
         super().__init__(handler, gateway, model_asked, model_sent, dialect)
         self.entry = entry
         self.release = release  # frees the request's concurrency slot, once the upstream has ended
+        self.watch = dialect.typed  # a Responses stream: its first event names the response id
         entry.relay = self
 
     def _write(self, out: list) -> None:
@@ -193,6 +202,11 @@ class ResumableRelay(StreamRelay):
         data = b"".join(out) if len(out) > 1 else out[0]
         self.bytes_out += len(data)
         self.entry.append(data)
+        if self.watch:
+            self.watch = False
+            response_id = created_id(data)
+            if response_id is not None:
+                self.gateway.stream_store.remember(response_id, self.entry)
         if self.call is not None and self.call.in_callback:
             # As the plain relay: the readers get the reads of one socket_action at once.
             if not self.pending:
@@ -352,12 +366,78 @@ class StreamReader:
             self.done.set_result(None)
 
 
+_ID_LINE = re.compile(rb"^id: \d+\n", re.M)
+_RESPONSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def event_json(event: bytes):
+    """The JSON object of one SSE event (its `data:` lines joined), or None."""
+    lines = [line[5:].lstrip(b" ") if line.startswith(b"data:") else None for line in event.split(b"\n")]
+    try:
+        obj = ujson.loads(b"\n".join(line for line in lines if line is not None))
+    except ValueError:
+        return None
+    return obj if type(obj) is dict else None
+
+
+def created_id(data: bytes):
+    """The response id of a Responses stream's first event, when it is `response.created`."""
+    if not data.startswith(b"event: response.created\n"):
+        return None
+    obj = event_json(data[:data.find(b"\n\n")])
+    response = obj.get("response") if obj is not None else None
+    response_id = response.get("id") if type(response) is dict else None
+    return response_id if type(response_id) is str and _RESPONSE_ID.match(response_id) else None
+
+
+class SequenceFilter:
+    """Stored Responses events as GET /responses/{id}?stream=true&starting_after=N gives them: the
+    events whose own `sequence_number` is over N, without the gateway's `id:` lines (the upstream's
+    bytes exactly). Sequence numbers grow: once one event passes, every later one does, and only
+    the `id:` lines are cut."""
+
+    def __init__(self, after: int):
+        self.after = after
+        self.passing = after < 0
+
+    def __call__(self, data: bytes) -> bytes:
+        if not data or data == KEEPALIVE:
+            return data
+        data = _ID_LINE.sub(b"", data)
+        if self.passing:
+            return data
+        events = data.split(b"\n\n")
+        events.pop()  # the empty piece after the last blank line
+        for i, event in enumerate(events):
+            obj = event_json(event)
+            number = obj.get("sequence_number") if obj is not None else None
+            # An error event always passes: one made with no event before it is numbered 0.
+            if type(number) is not int or number > self.after or obj.get("type") == "error":
+                self.passing = True
+                return b"\n\n".join(events[i:]) + b"\n\n"
+        return b""
+
+
+class SequenceReader(StreamReader):
+    """A StreamReader of a Responses stream by sequence_number (SequenceFilter), from its start."""
+
+    def __init__(self, handler, entry: StoredStream, after: int):
+        super().__init__(handler, entry, 0, resumed=True)
+        self.filter = SequenceFilter(after)
+
+    def _send(self, data: bytes) -> None:
+        out = self.filter(data)
+        if out or not data:  # all of it before the cursor: nothing to send (an empty chunk would end it)
+            super()._send(out)
+
+
 class MemoryStreamStore:
     """The resumable streams of this process (stream_store = "memory")."""
 
     def __init__(self, config):
         self.config = config
         self.entries: dict = {}
+        self.responses: dict = {}  # response id -> stream id, for GET /responses/{id}?stream=true
         self.tasks: set = set()
 
     async def create(self, key_digest: str, dialect: str) -> tuple:
@@ -388,6 +468,16 @@ class MemoryStreamStore:
     async def find(self, stream_id: str):
         return self.entries.get(stream_id)
 
+    def remember(self, response_id: str, entry: StoredStream) -> None:
+        """A Responses stream's response id (the newest stream of an id wins), kept while the stream is."""
+        entry.response_id = response_id
+        self.responses[response_id] = entry.id
+
+    async def find_response(self, response_id: str):
+        """The stream that relayed this response, if this store still has it; else None."""
+        stream_id = self.responses.get(response_id)
+        return self.entries.get(stream_id) if stream_id is not None else None
+
     async def cancel(self, entry: StoredStream) -> bool:
         """Stops a stream's upstream (DELETE); False when it had already ended."""
         if entry.relay is None:
@@ -402,6 +492,8 @@ class MemoryStreamStore:
             if entry.ended:
                 if now - entry.ended_at > c.resume_retention and not entry.readers:
                     del self.entries[entry.id]
+                    if entry.response_id is not None and self.responses.get(entry.response_id) == entry.id:
+                        del self.responses[entry.response_id]
                 continue
             for reader in list(entry.readers):
                 reader.check(now, c.keepalive_interval)

@@ -12,6 +12,8 @@ readers never wait for Redis) and mirrors it to Redis, so a reader on another pr
                 reader elsewhere that finds it gone while the stream runs ends with an error event.
   tg:rs:{id}:c  set by DELETE on any process; the owner reads it with its heartbeat and cancels.
   tg:rs:{id}:r  refreshed by readers on other processes: the owner's resume_window counts them.
+  tg:rs:resp:{response id}  a Responses stream's id, for GET /responses/{id}?stream=true (set when
+                its response.created event passes).
 
 Every key expires: resume_retention after the stream ended (total_timeout + resume_retention while
 it runs). All writes go through one writer task, one pipeline per IOLoop turn for all streams, in
@@ -32,7 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from .errors import GatewayError
 from .ratelimit_redis import safe_url
-from .resumable import KEEPALIVE, MemoryStreamStore, StoredStream, error_event, gone
+from .resumable import KEEPALIVE, MemoryStreamStore, SequenceFilter, StoredStream, error_event, gone
 
 log = logging.getLogger("tornado_grok")
 
@@ -69,6 +71,10 @@ def keys(stream_id: str) -> tuple:
     return base + ":m", base + ":e", base + ":o", base + ":c", base + ":r"
 
 
+def response_key(response_id: str) -> str:
+    return PREFIX + "resp:" + response_id
+
+
 class RedisStoredStream(StoredStream):
     """A StoredStream of this process, mirrored to Redis by the store's writer."""
 
@@ -77,6 +83,7 @@ class RedisStoredStream(StoredStream):
         self.store = store
         self.unwritten: list = []  # framed events not yet sent to Redis
         self.written_end = False
+        self.written_response = False
 
     def append(self, data: bytes) -> bytes:
         was_resumable = self.resumable
@@ -116,8 +123,13 @@ class RedisStoredStream(StoredStream):
         if fields:
             entry_id = "%d-%d" % (self.count, 0 if b"e" in fields else 1)
             pipe.xadd(e, fields, id=entry_id, maxlen=c.resume_max_events, approximate=False)
+        if self.response_id is not None and not self.written_response:
+            self.written_response = True
+            pipe.set(response_key(self.response_id), self.id, ex=int(c.total_timeout + c.resume_retention) + 60)
         if self.written_end:
             pipe.eval(FINISH, 3, m, e, o, int(c.resume_retention) + 1)
+            if self.response_id is not None:
+                pipe.expire(response_key(self.response_id), int(c.resume_retention) + 1)
 
 
 class RemoteStream:
@@ -139,6 +151,9 @@ class RemoteStream:
 
     def reader(self, handler, last_id: int):
         return RemoteReader(handler, self, last_id)
+
+    def sequence_reader(self, handler, after: int):
+        return SequenceRemoteReader(handler, self, after)
 
 
 class RemoteReader:
@@ -242,6 +257,19 @@ class RemoteReader:
         self.closed = True
 
 
+class SequenceRemoteReader(RemoteReader):
+    """A RemoteReader of a Responses stream by sequence_number (resumable.SequenceFilter)."""
+
+    def __init__(self, handler, stream: RemoteStream, after: int):
+        super().__init__(handler, stream, 0)
+        self.filter = SequenceFilter(after)
+
+    async def _write(self, data: bytes) -> None:
+        out = self.filter(data)
+        if out or not data:
+            await super()._write(out)
+
+
 class RedisStreamStore(MemoryStreamStore):
     """Resumable streams in Redis Streams; this process's own streams also in memory."""
 
@@ -287,6 +315,27 @@ class RedisStreamStore(MemoryStreamStore):
             raise GatewayError(503, "the stream store (Redis) is unreachable; resume again shortly",
                                code="stream_store_unavailable", headers={"Retry-After": "1"})
         return RemoteStream(self, stream_id, meta) if meta else None
+
+    def remember(self, response_id: str, entry) -> None:
+        super().remember(response_id, entry)
+        self.dirty[entry] = None
+        self.wake.set()
+
+    async def find_response(self, response_id: str):
+        local = await super().find_response(response_id)
+        if local is not None:
+            return local
+        try:
+            stream_id = await self.redis.get(response_key(response_id))
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._failed(exc)
+            return None  # relayed upstream, as a response this store does not know
+        if stream_id is None:
+            return None
+        try:
+            return await self.find(stream_id.decode())
+        except GatewayError:
+            return None
 
     async def cancel(self, entry) -> bool:
         if isinstance(entry, StoredStream):

@@ -53,9 +53,12 @@ class ResponseHandler(APIHandler):
     """GET /responses/{id} (with `?stream=true&starting_after=N`, its events again) and DELETE."""
 
     async def get(self, response_id: str) -> None:
-        await self.begin_without_body()
         path = response_path(response_id)
         query = self.upstream_query()
+        if query.get("stream") == "true" and await streams.serve_response(
+                self, response_id, int(query.get("starting_after", -1))):
+            return  # a resumable stream of this key: served from the stream store
+        await self.begin_without_body()
         if query.get("stream") == "true":
             self.relay = relay = StreamRelay(self, self.gateway, "", "", ResponsesDialect())
             await relay.run(None, self.forward_headers(), "GET", path, query)

@@ -45,6 +45,24 @@ async def start(handler, dialect, asked: str, sent: str, body: bytes | None, *ru
     await reader.run()
 
 
+async def serve_response(handler, response_id: str, after: int) -> bool:
+    """GET /responses/{id}?stream=true&starting_after=N from the stream store, when this response
+    was streamed through the gateway as a resumable stream that the same key started: its events
+    whose sequence_number is over N (all: after = -1), then live, without `id:` lines. False (the
+    caller relays it upstream, as any other response) when the store does not have it for this key:
+    unknown, expired, another key's, over its cap, or failed before its first event. As a resume,
+    it takes nothing from the rate or concurrency limits."""
+    key = handler.request.client_key
+    entry = await handler.gateway.stream_store.find_response(response_id)
+    if entry is None or not entry.allows(key.digest, None) or not entry.resumable or entry.error is not None:
+        return False
+    handler.key = key
+    handler.log_fields["stream_id"] = entry.id
+    handler.reader = reader = entry.sequence_reader(handler, after)
+    await reader.run()
+    return True
+
+
 class StreamHandler(BaseHandler):
     """GET (resume) and DELETE (cancel) one resumable stream; the key that started it, or its token."""
 
