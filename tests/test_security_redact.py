@@ -50,3 +50,15 @@ def test_the_log_filter_keeps_tracebacks_readable_and_masks_keys():
                                ("Bearer " + CLIENT + " " + KEY,), None)
     LogFilter((KEY,)).filter(record)
     assert record.getMessage() == "StreamClosedError in CurlAsyncHTTPClient: Invalid header value 'Bearer tg-P… xai-…'"
+
+
+def test_a_placeholder_upstream_key_of_a_few_characters_is_not_scrubbed_from_text():
+    """XAI_API_KEY=k against a local mock: the access log keeps its letters (it said "[redacted]ey")."""
+    from tornado_grok.upstream import UpstreamClient
+    short = UpstreamClient("http://127.0.0.1:9/v1", "k")
+    real = UpstreamClient("http://127.0.0.1:9/v1", "xai-" + "a" * 20)
+    try:
+        assert short.secrets == () and real.secrets == ("xai-" + "a" * 20,)
+    finally:
+        short.close()
+        real.close()

@@ -14,6 +14,7 @@ from ..errors import GatewayError
 from ..upstream import curl_errno
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_MAYBE_NON_FINITE = re.compile(rb"NaN|Infinity|[eE]\+?[0-9]{3}|[0-9]{309}")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -185,7 +186,9 @@ class APIHandler(BaseHandler):
         if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
             raise GatewayError(400, "the request body has a lone UTF-16 surrogate escape (\\ud800-\\udfff): "
                                "not valid Unicode", code="invalid_json")
-        where = _non_finite(body)
+        # Only a NaN/Infinity literal, a 3-digit exponent or 309+ digits can parse as a non-finite
+        # float: one C-level scan of the bytes decides whether the walk over the parsed body is needed.
+        where = _non_finite(body) if _MAYBE_NON_FINITE.search(raw) else None
         if where is not None:
             # ujson reads NaN, Infinity and 1e400 as floats; relayed, they would be invalid JSON
             # ("temperature":NaN) and they pass every range check (NaN < 0 is false).
