@@ -281,6 +281,11 @@ class StreamRelay:
         if self.call is not None:
             self.call.cancel()
         self.send_pending()
+        self._deliver_error(err)
+        self._end()
+
+    def _deliver_error(self, err: GatewayError) -> None:
+        """Where abort's error goes: this client (ResumableRelay: the stored stream its readers follow)."""
         if not self.headers_sent:
             self.headers_sent = True
             self.handler.set_status(err.status)
@@ -288,7 +293,6 @@ class StreamRelay:
             self.handler.write(self.handler.render_error(err))
         else:
             self.handler.write(self.dialect.error_event(err, self))
-        self._end()
 
     def _end(self) -> None:
         self.send_pending()

@@ -223,19 +223,11 @@ class ResumableRelay(StreamRelay):
     def keep_alive(self, now: float) -> None:
         self.last_write = now  # the readers keep their own connections alive (StreamReader.check)
 
-    def abort(self, err: GatewayError, outcome: str = Outcome.DRAINED) -> None:
-        if self.closed:
-            return
-        self.error = err
-        self.outcome = outcome
-        if self.call is not None:
-            self.call.cancel()
-        self.send_pending()
+    def _deliver_error(self, err: GatewayError) -> None:
         if self.entry.count == 0:
             self.entry.error = err  # before any event: a reader answers with the error's status
         # Kept as an event too: a reader that was already answered 200 (a resume, a keep-alive) gets it.
         self.entry.append(self.dialect.error_event(err, self))
-        self._end()
 
     def _end(self) -> None:
         self.pending = []
