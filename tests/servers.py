@@ -70,6 +70,16 @@ class Process:
     def wait(self, timeout: float = 30.0) -> int:
         return self.proc.wait(timeout)
 
+    def stop_gracefully(self, timeout: float = 30.0) -> None:
+        """SIGTERM and wait (a --workers supervisor passes it on to its workers), then stop()."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.stop()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -31,13 +31,7 @@ def workers(tmp_path, mock):
     g = servers.start_gateway(folder, mock.base, {"debug_endpoints": True, "requests_per_minute": 0},
                               args=("--workers", "2"))
     yield g, key
-    if g.proc.poll() is None:
-        g.signal(signal.SIGTERM)
-        try:
-            g.wait(30)
-        except Exception:
-            pass
-    g.stop()
+    g.stop_gracefully()
 
 
 def pids_answering(g, served: dict, want: int = 2) -> None:

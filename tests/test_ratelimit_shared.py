@@ -38,18 +38,7 @@ def fleet(tmp_path, mock):
 
     yield make
     for g in started:
-        stop(g)
-
-
-def stop(g) -> None:
-    """SIGTERM and wait (a --workers supervisor passes it on), then make sure."""
-    if g.proc.poll() is None:
-        g.signal(signal.SIGTERM)
-        try:
-            g.wait(30)
-        except Exception:
-            pass
-    g.stop()
+        g.stop_gracefully()
 
 
 def burst(urls: list[str], key: str, n: int, threads: int = 32) -> list[int]:
