@@ -3,9 +3,11 @@ drives streams through it, and stopping the processes a script started."""
 
 import http.client
 import json
+import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -74,3 +76,16 @@ def stop_all(procs: list) -> None:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def bench_key(root: str, work: str) -> tuple:
+    """(a client key with limits no bench reaches, stored in work/keys.json; the environment for a
+    gateway started from `root` with no access log and no real upstream key): what the CPU bench
+    scripts set up."""
+    keys = os.path.join(work, "keys.json")
+    key = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys,
+                          "--rpm", "100000000", "--concurrency", "1000000"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    env = dict(os.environ, TG_ACCESS_LOG="false", PYTHONUNBUFFERED="1")
+    env.pop("XAI_API_KEY", None)
+    return key, env

@@ -32,7 +32,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.procstats import drive, stop_all  # noqa: E402
+from bench.procstats import bench_key, drive, stop_all  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
@@ -88,12 +88,8 @@ def main() -> int:
     p.add_argument("--baseline-root", help="another checkout whose gateway's chat path is measured too")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="resp-vs-chat-")
+    key, env = bench_key(ROOT, work)
     keys = os.path.join(work, "keys.json")
-    key = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys,
-                          "--rpm", "100000000", "--concurrency", "1000000"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    env = dict(os.environ, TG_ACCESS_LOG="false", PYTHONUNBUFFERED="1")
-    env.pop("XAI_API_KEY", None)
     procs = []
     try:
         mock, mock_port = start([sys.executable, "-m", "mock_upstream", "--port", "0", "--speed", "0"], env)

@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.procstats import drive, stop_all  # noqa: E402
+from bench.procstats import bench_key, drive, stop_all  # noqa: E402
 from bench.responses_vs_chat import ROOT, cpu_seconds, start  # noqa: E402
 
 
@@ -106,12 +106,8 @@ def main() -> int:
     args = p.parse_args()
     import redis
     work = tempfile.mkdtemp(prefix="resumable-bench-")
+    key, env = bench_key(ROOT, work)
     keys = os.path.join(work, "keys.json")
-    key = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys,
-                          "--rpm", "100000000", "--concurrency", "1000000"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    env = dict(os.environ, TG_ACCESS_LOG="false", PYTHONUNBUFFERED="1")
-    env.pop("XAI_API_KEY", None)
     redis_port = free_port()
     procs = []
     try:
