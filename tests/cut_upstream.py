@@ -13,11 +13,10 @@ nothing depends on it (a test of a relay must give the same answer however the r
 import asyncio
 import itertools
 import json
-import threading
 
-import tornado.httpserver
-import tornado.netutil
 import tornado.web
+
+from tests.thread_server import ThreadServer
 
 
 class _ScriptHandler(tornado.web.RequestHandler):
@@ -41,39 +40,17 @@ class _ScriptHandler(tornado.web.RequestHandler):
         self.finish()
 
 
-class CutUpstream:
+class CutUpstream(ThreadServer):
     """The server in a daemon thread on 127.0.0.1:<free port>; `url` is its /v1 base URL."""
 
     def __init__(self):
         self.scripts: dict = {}
         self._ids = itertools.count()
-        self._sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        self.url = "http://127.0.0.1:%d/v1" % self._sockets[0].getsockname()[1]
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the cut upstream did not start")
+        self.start(tornado.web.Application([(r"(.*)/chat/completions", _ScriptHandler, {"scripts": self.scripts})]))
+        self.url = "http://127.0.0.1:%d/v1" % self.port
 
     def script(self, pieces: list) -> str:
         """Registers the pieces of one response; returns the id to send as the last user message."""
         sid = "script-%d" % next(self._ids)
         self.scripts[sid] = list(pieces)
         return sid
-
-    def _serve(self):
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        app = tornado.web.Application([(r"(.*)/chat/completions", _ScriptHandler, {"scripts": self.scripts})])
-        self.server = tornado.httpserver.HTTPServer(app)
-        self.server.add_sockets(self._sockets)
-        self.loop.call_soon(self._ready.set)
-        self.loop.run_forever()
-        self.loop.close()
-
-    def close(self):
-        def stop():
-            self.server.stop()
-            self.loop.stop()
-        self.loop.call_soon_threadsafe(stop)
-        self._thread.join(10)

@@ -28,13 +28,16 @@ run `python tests/sse_target.py` as a subprocess: it prints its port on the firs
 """
 import asyncio
 import json
+import os
 import re
 import sys
-import threading
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.thread_server import ThreadServer  # noqa: E402
 
 _WORD = re.compile(r"(?:^|\s)([a-z_]+)\s*=\s*(-?\d+)")
 
@@ -210,34 +213,13 @@ def make_app(stats):
                                     (r"(.*)/responses", ResponsesHandler, {"stats": stats})])
 
 
-class SSETarget:
+class SSETarget(ThreadServer):
     """The server in a daemon thread on 127.0.0.1:<free port>; `url` is its base URL."""
 
     def __init__(self):
         self.stats = {"requests": 0, "connections": set(), "closed_by_client": 0}
-        self._sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", backlog=4096)
-        self.port = self._sockets[0].getsockname()[1]
+        self.start(make_app(self.stats), backlog=4096)
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-        self._ready.wait()
-
-    def _serve(self):
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        self.server = tornado.httpserver.HTTPServer(make_app(self.stats))
-        self.server.add_sockets(self._sockets)
-        self.loop.call_soon(self._ready.set)
-        self.loop.run_forever()
-        self.loop.close()
-
-    def close(self):
-        def stop():
-            self.server.stop()
-            self.loop.stop()
-        self.loop.call_soon_threadsafe(stop)
-        self._thread.join()
 
 
 def main():
