@@ -39,7 +39,8 @@ MAP = {
     "tornado_grok/errors.py": ["tests/test_errors.py", "tests/test_security_redact.py"],
     "tornado_grok/validate.py": ["tests/test_validate.py", "tests/test_security_paths.py", "tests/test_bad_input.py",
                                  "tests/test_fallback.py"],
-    "tornado_grok/ratelimit.py": ["tests/test_ratelimit_memory.py", "tests/test_ratelimit_lua.py"],
+    "tornado_grok/ratelimit.py": ["tests/test_ratelimit_memory.py", "tests/test_ratelimit_lua.py",
+                                  "tests/test_ratelimit_gateway.py"],
     "tornado_grok/loadtest/stats.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_parser.py"],
     "tornado_grok/loadtest/report.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_cli.py"],
     # Slower: each run starts gateways, the mock or redis-server.
@@ -175,7 +176,8 @@ def run_tests(tests: list, timeout: float) -> str:
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             import pytest
-            code = pytest.main(["-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "--timeout", "60",
+            code = pytest.main(["-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-n", "0",
+                                "--timeout", "60",
                                 *tests])
         except BaseException:
             code = 99
@@ -205,36 +207,77 @@ def copy_repo(src: str) -> str:
     return os.path.join(dst, "repo")
 
 
-def measure(repo: str, module: str, timeout: float, log) -> dict:
+def measure(repos: list, module: str, timeout: float, log) -> dict:
+    """Runs every mutant of `module`, spread over one worker per copy in `repos` (--jobs)."""
+    repo = repos[0]
     tests = [t for t in MAP[module] if os.path.exists(os.path.join(repo, t))]
-    path = os.path.join(repo, module)
-    with open(path) as f:
+    with open(os.path.join(repo, module)) as f:
         original = f.read()
     lines = original.splitlines()
     found = mutants(original)
     result = {"module": module, "tests": tests, "mutants": len(found), "killed": 0, "survivors": []}
+    workers = []
+    for k, copy in enumerate(repos):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # a worker: its own copy of the repository, every len(repos)-th mutant
+            os.close(read)
+            code = 0
+            try:
+                os.chdir(copy)
+                sys.path[0] = copy
+                outcomes = _run_share(copy, module, original, found[k::len(repos)], tests, timeout)
+                os.write(write, json.dumps(outcomes).encode())
+            except BaseException as e:  # reported by the parent as a failed worker
+                os.write(write, json.dumps({"error": repr(e)}).encode())
+                code = 1
+            os._exit(code)
+        os.close(write)
+        workers.append((pid, read))
+    outcomes = []
+    for pid, read in workers:
+        data = b""
+        while True:
+            piece = os.read(read, 65536)
+            if not piece:
+                break
+            data += piece
+        os.close(read)
+        os.waitpid(pid, 0)
+        share = json.loads(data or b'{"error": "worker died"}')
+        if isinstance(share, dict):
+            raise SystemExit("%s: %s" % (module, share["error"]))
+        outcomes.extend(share)
+    for index, line, desc, outcome in sorted(outcomes):
+        if outcome.startswith("error"):
+            log("  #%d line %d %s: %s" % (index, line, desc, outcome))
+        if outcome == "survived":
+            src = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+            result["survivors"].append({"index": index, "line": line, "mutation": desc, "source": src})
+            log("  survived #%d line %d: %s   | %s" % (index, line, desc, src))
+        else:
+            result["killed"] += 1
+    return result
+
+
+def _run_share(repo: str, module: str, original: str, share: list, tests: list, timeout: float) -> list:
+    """[(index, line, description, outcome)] of the mutants in `share`, run in `repo` (the cwd)."""
+    path = os.path.join(repo, module)
+    out = []
     try:
         with open(path, "w") as f:
             f.write(ast.unparse(ast.parse(original)))  # the unmutated module, as the mutants are written
         base = run_tests(tests, timeout)
         if base != "survived":
-            raise SystemExit("%s: the mapped tests fail without any mutant (%s)" % (module, base))
-        for index, line, desc in found:
+            raise RuntimeError("the mapped tests fail without any mutant (%s)" % base)
+        for index, line, desc in share:
             with open(path, "w") as f:
                 f.write(apply(original, index))
-            outcome = run_tests(tests, timeout)
-            if outcome.startswith("error"):
-                log("  #%d line %d %s: %s" % (index, line, desc, outcome))
-            if outcome == "survived":
-                src = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-                result["survivors"].append({"index": index, "line": line, "mutation": desc, "source": src})
-                log("  survived #%d line %d: %s   | %s" % (index, line, desc, src))
-            else:
-                result["killed"] += 1
+            out.append((index, line, desc, run_tests(tests, timeout)))
     finally:
         with open(path, "w") as f:
             f.write(original)
-    return result
+    return out
 
 
 def main(argv=None) -> int:
@@ -245,6 +288,9 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
     ap.add_argument("--timeout", type=float, default=180, help="seconds per mutant's test run")
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="mutants run at once, each in its own copy (default 1: timing tests on a busy "
+                         "machine can fail without a mutant, and a flaky failure would count as a kill)")
     args = ap.parse_args(argv)
     modules = args.modules or (list(MAP) if args.all else FAST)
     if args.list:
@@ -254,7 +300,8 @@ def main(argv=None) -> int:
                     print("%s #%d line %d: %s" % (m, index, line, desc))
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a stopped run still removes its copy
-    repo = copy_repo(os.path.abspath(args.repo))
+    repos = [copy_repo(os.path.abspath(args.repo)) for _ in range(max(1, args.jobs))]
+    repo = repos[0]
     warm_up(repo)
     results = []
     try:
@@ -262,14 +309,15 @@ def main(argv=None) -> int:
             started = time.monotonic()
             print("%s (tests: %s)" % (m, ", ".join(t for t in MAP[m] if os.path.exists(os.path.join(repo, t)))),
                   flush=True)
-            r = measure(repo, m, args.timeout, lambda s: print(s, flush=True))
+            r = measure(repos, m, args.timeout, lambda s: print(s, flush=True))
             r["seconds"] = round(time.monotonic() - started)
             results.append(r)
             print("  %d of %d killed (%.0f%%) in %d s" % (r["killed"], r["mutants"],
                                                           100.0 * r["killed"] / max(1, r["mutants"]), r["seconds"]),
                   flush=True)
     finally:
-        shutil.rmtree(os.path.dirname(repo), ignore_errors=True)
+        for r in repos:
+            shutil.rmtree(os.path.dirname(r), ignore_errors=True)
     print("\n| module | killed | mutants | score |\n|---|---|---|---|")
     for r in results:
         print("| %s | %d | %d | %.0f%% |" % (r["module"], r["killed"], r["mutants"],

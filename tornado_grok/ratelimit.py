@@ -99,8 +99,9 @@ class Bucket:
         return (self.capacity - self.level) * 60.0 / self.capacity
 
     def wait_for(self, amount: float) -> int:
-        """Whole seconds until `amount` is available (at least 1)."""
-        return max(1, math.ceil((amount - self.level) * 60.0 / self.capacity))
+        """Whole seconds until `amount` is available (at least 1). The 1e-9 keeps a float's last bit
+        from adding a whole second (20.000000000000004 s is 20 s)."""
+        return max(1, math.ceil((amount - self.level) * 60.0 / self.capacity - 1e-9))
 
 
 class MemoryLimiter:

@@ -67,7 +67,7 @@ local function save(key, cap, level, now)
 end
 local function reset_after(cap, level) return (cap - level) * 60.0 / cap end
 local function wait_for(cap, level, amount)
-  return math.max(1, math.ceil((amount - level) * 60.0 / cap))
+  return math.max(1, math.ceil((amount - level) * 60.0 / cap - 1e-9))
 end
 """
 
