@@ -45,8 +45,12 @@ MAP = {
     "tornado_grok/loadtest/report.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_cli.py"],
     # Slower: each run starts gateways, the mock or redis-server.
     "tornado_grok/relay.py": ["tests/test_stream_relay.py", "tests/test_relay_properties.py",
-                              "tests/test_model_rewrite.py", "tests/test_sse_error_format.py"],
-    "tornado_grok/ratelimit_redis.py": ["tests/test_ratelimit_lua.py", "tests/test_ratelimit_redis_time.py"],
+                              "tests/test_model_rewrite.py", "tests/test_sse_error_format.py",
+                              "tests/test_responses_relay.py", "tests/test_disconnect.py",
+                              "tests/test_hardening_backpressure.py", "tests/test_timeouts.py"],
+    "tornado_grok/ratelimit_redis.py": ["tests/test_ratelimit_redis_health.py", "tests/test_ratelimit_lua.py",
+                                        "tests/test_ratelimit_redis_time.py",
+                                        "tests/test_ops_redis_hang.py", "tests/test_ratelimit_accounting.py"],
     "mock_upstream/player.py": ["tests/test_mock_replay.py", "tests/test_mock_speed.py", "tests/test_mock_recordings.py"],
     "mock_upstream/faults.py": ["tests/test_mock_faults.py", "tests/test_hardening_fault_matrix.py"],
 }
@@ -273,7 +277,10 @@ def _run_share(repo: str, module: str, original: str, share: list, tests: list, 
         for index, line, desc in share:
             with open(path, "w") as f:
                 f.write(apply(original, index))
-            out.append((index, line, desc, run_tests(tests, timeout)))
+            outcome = run_tests(tests, timeout)
+            out.append((index, line, desc, outcome))
+            if outcome != "killed":  # as it happens; the full list follows when the module is done
+                print("  ... #%d line %d %s: %s" % (index, line, desc, outcome), flush=True)
     finally:
         with open(path, "w") as f:
             f.write(original)

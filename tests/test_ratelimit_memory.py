@@ -3,6 +3,7 @@ exact header values, exact Retry-After. The same limiter through a real gateway 
 test_ratelimit_gateway.py; the Redis limiter is checked against this one in test_ratelimit_lua.py."""
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -145,17 +146,20 @@ def test_tokens_are_charged_after_the_fact_and_an_overdraw_delays_the_next_reque
     assert d.message() == "token rate limit reached for this key (600 tokens per minute); retry in 6 s"
     clock.now += 5
     assert not acquire(limiter, limits).allowed  # level 0: not yet
-    clock.now += 0.1
-    d = acquire(limiter, limits)
-    assert (d.allowed, d.remaining_tokens) == (True, 1)
+    clock.now += 0.05
+    d = acquire(limiter, limits)  # level 0.5: a request may start with any tokens left
+    assert (d.allowed, d.remaining_tokens) == (True, 0)
 
 
 def test_no_tokens_charged_without_a_token_limit_or_for_nothing(limiter):
     run(limiter.add_tokens("k", Limits(), 10_000))
     limits = Limits(tokens_per_minute=100)
     run(limiter.add_tokens("k", limits, 0))
-    run(limiter.add_tokens("k", limits, -5))
     assert acquire(limiter, limits).remaining_tokens == 100
+    run(limiter.add_tokens("k", limits, 50))
+    run(limiter.add_tokens("k", limits, -5))  # a negative count gives nothing back
+    run(limiter.add_tokens("k", limits, 1))
+    assert acquire(limiter, limits).remaining_tokens == 49
 
 
 def test_a_refused_request_still_reports_its_token_headers(limiter):
@@ -174,6 +178,13 @@ def test_an_unlimited_key_is_always_admitted_and_sends_no_headers(limiter):
         assert d.allowed and d.headers() == {}
         limiter.release_now(d)
     assert limiter.inflight() == 0
+
+
+def test_limits_cannot_be_changed_in_place():
+    """One Limits object is every key's defaults: changing it through one key would change them all."""
+    defaults = Limits(requests_per_minute=60)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.requests_per_minute = 1
 
 
 def test_limits_for_a_key_override_only_what_the_key_sets():

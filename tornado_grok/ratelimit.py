@@ -107,8 +107,6 @@ class Bucket:
 class MemoryLimiter:
     """In-process state: exact for one process; with N worker processes each enforces its own."""
 
-    shared = False
-
     def __init__(self, clock=time.monotonic):
         self._clock = clock
         self._requests: dict[str, Bucket] = {}

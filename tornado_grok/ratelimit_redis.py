@@ -310,8 +310,6 @@ class _Lease:
 class RedisLimiter:
     """Limits shared by every process that uses the same Redis; see the module docstring."""
 
-    shared = True
-
     def __init__(self, client: aioredis.Redis, url: str = "", failure_mode: str = "fail_open",
                  lease_seconds: float = 30.0, prefix: str = PREFIX, clock=None, timeout: float = REDIS_TIMEOUT):
         self.client = client
