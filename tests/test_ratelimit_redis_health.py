@@ -7,6 +7,7 @@ test_ops_redis_hang.py.)
 """
 
 import asyncio
+import signal
 import time
 
 import pytest
@@ -102,6 +103,16 @@ def test_a_deadline_waits_for_a_busy_loop_up_to_its_patience():
     with pytest.raises(TimeoutError):
         asyncio.run(busy_for(1.0))  # past the patience: given up on
 
+    async def busy_then_silent() -> float:
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with patient_timeout(0.1):
+                time.sleep(0.3)  # the deadline is extended by one timeout ...
+                await asyncio.sleep(20)  # ... and still kept when the answer never comes
+        return time.monotonic() - began
+
+    assert asyncio.run(busy_then_silent()) < 10
+
 
 def test_a_call_that_waited_for_a_connection_is_not_sent_once_redis_is_down(server, monkeypatch):
     monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 60)  # no probe PING within this test
@@ -134,8 +145,9 @@ def test_a_call_that_waited_for_a_connection_is_not_sent_once_redis_is_down(serv
     asyncio.run(body())
 
 
-def test_while_redis_is_down_the_probe_pings_at_its_interval_and_closes_the_breaker(server, monkeypatch):
+def test_while_redis_is_down_the_probe_pings_at_its_interval_and_closes_the_breaker(server, monkeypatch, caplog):
     monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 0.05)
+    began = time.monotonic()
 
     async def body():
         lim = RedisLimiter(connect(server.url), server.url, "fail_open")
@@ -161,7 +173,13 @@ def test_while_redis_is_down_the_probe_pings_at_its_interval_and_closes_the_brea
         assert lim.state()["outages"] == 1
         await lim.close()
 
-    asyncio.run(body())
+    with caplog.at_level("WARNING", logger="tornado_grok.ratelimit"):
+        asyncio.run(body())
+    took = time.monotonic() - began
+    back = [r.getMessage() for r in caplog.records if "reachable again" in r.getMessage()]
+    assert len(back) == 1
+    outage = float(back[0].split(" after ")[1].split(" s")[0])  # "... reachable again after 0.6 s: ..."
+    assert 0.5 <= outage <= took + 0.1
 
 
 def test_a_held_lease_is_renewed_in_the_background_until_released(server):
@@ -259,6 +277,96 @@ def test_make_limiter_follows_the_config(server):
         assert (lim.failure_mode, lim.lease_seconds, lim.health.timeout) == ("fail_closed", 12.0, 0.2)
         assert (await lim.acquire("k", Limits(requests_per_minute=5))).allowed
         assert lim.state()["calls"] == 1
+        await lim.close()
+
+    asyncio.run(body())
+
+
+def test_tokens_used_during_an_outage_are_charged_to_the_local_limits(server, monkeypatch):
+    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 60)
+
+    async def body():
+        lim = RedisLimiter(connect(server.url), server.url, "fail_open")
+        limits = Limits(tokens_per_minute=600)
+        server.stop()
+        d = await lim.acquire("k", limits)  # admitted by this process's own limits
+        assert d.allowed and lim.health.down
+        await lim.release(d)
+        await lim.add_tokens("k", limits, 650)
+        refused = await lim.acquire("k", limits)
+        assert (refused.allowed, refused.reason) == (False, "tokens")
+        await lim.close()
+
+    asyncio.run(body())
+
+
+def test_renewing_with_no_lease_held_calls_nothing(server):
+    async def body():
+        lim = RedisLimiter(connect(server.url), server.url, "fail_open", lease_seconds=30)
+        d = await lim.acquire("k", Limits(concurrent_requests=1))
+        await lim.renew()  # one lease held: one call
+        await lim.release(d)
+        calls = lim.state()["calls"]
+        await lim.renew()  # nothing held: no call
+        assert lim.state()["calls"] == calls == 3
+        await lim.close()
+
+    asyncio.run(body())
+
+
+def test_a_call_that_fails_during_shutdown_is_no_outage(server, caplog):
+    """Redis hangs while the gateway stops, with a call in flight: the call gives up after its
+    deadline, but a process on its way out neither logs an outage nor starts a probe."""
+    async def body():
+        lim = RedisLimiter(connect(server.url, 0.2), server.url, "fail_open", timeout=0.2)
+        limits = Limits(requests_per_minute=100)
+        assert (await lim.acquire("k", limits)).allowed
+        server.proc.send_signal(signal.SIGSTOP)  # hung: connections stay open, nothing answers
+        try:
+            in_flight = asyncio.ensure_future(lim.acquire("k", limits))
+            await asyncio.sleep(0)  # the call is sent
+            await lim.close()
+            assert (await in_flight).allowed  # decided locally (fail_open)
+            assert other_tasks() == []
+            assert not lim.health.down
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+
+    with caplog.at_level("WARNING", logger="tornado_grok.ratelimit"):
+        asyncio.run(body())
+    assert not any("REDIS UNREACHABLE" in r.getMessage() for r in caplog.records)
+
+
+def test_no_tokens_are_sent_without_a_token_limit_or_for_nothing(server):
+    async def body():
+        lim = RedisLimiter(connect(server.url), server.url, "fail_open")
+        limits = Limits(tokens_per_minute=100)
+        await lim.add_tokens("k", Limits(requests_per_minute=5), 1000)
+        await lim.add_tokens("k", limits, 0)
+        await lim.add_tokens("k", limits, -5)
+        assert lim.state()["calls"] == 0
+        await lim.add_tokens("k", limits, 30)
+        assert (await lim.acquire("k", limits)).remaining_tokens == 70
+        await lim.close()
+
+    asyncio.run(body())
+
+
+def test_inflight_counts_leases_in_redis_and_leases_taken_locally_in_an_outage(server, monkeypatch):
+    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 60)
+
+    async def body():
+        lim = RedisLimiter(connect(server.url), server.url, "fail_open", lease_seconds=30)
+        limits = Limits(concurrent_requests=5)
+        shared = await lim.acquire("k", limits)
+        server.stop()
+        local = await lim.acquire("k", limits)
+        assert shared.allowed and local.allowed and lim.health.down
+        assert lim.inflight() == 2
+        await lim.release(local)
+        assert lim.inflight() == 1
+        await lim.release(shared)  # its Redis lease expires by itself; this process holds nothing
+        assert lim.inflight() == 0
         await lim.close()
 
     asyncio.run(body())
