@@ -60,6 +60,9 @@ def _plays(bomb: bytes) -> dict:
         "gzip-bomb": lambda: iter([json_head + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
                                    % len(bomb) + bomb]),
         # a streamed request answered with an error status and an error body without end
+        # a stream that ends with [DONE] but whose connection the upstream then keeps open (None:
+        # wait until the gateway hangs up)
+        "done-then-silent": lambda: iter([_SSE_HEAD + _CHUNK + b"data: [DONE]\n\n", None]),
         "endless-error": lambda: _repeat(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
                                          b"\r\nConnection: close\r\n\r\n", b"e" * 65536, b'{"code":"x","error":"'),
     }
@@ -105,6 +108,11 @@ class HostileUpstream:
             sent, cut = 0, False
             try:
                 for piece in self.plays[model]():
+                    if piece is None:
+                        conn.settimeout(60)
+                        if conn.recv(1) == b"":  # the gateway hung up
+                            raise ConnectionResetError()
+                        continue
                     conn.sendall(piece)
                     sent += len(piece)
             except OSError:
@@ -218,6 +226,17 @@ def test_an_endless_error_body_is_not_read_to_its_end(gateway, hostile):
     assert len(r.content) < 70 * 1024
     hung_up(hostile, "endless-error")
     assert r.growth < GROWTH, r.growth
+    hh.wait_idle(g)
+
+
+def test_a_stream_ends_at_done_though_the_upstream_keeps_its_connection_open(gateway, hostile):
+    """The client's response ends with [DONE], and the upstream transfer does not outlive it."""
+    g, key = gateway
+    r = requests.post(g.base + "/chat/completions", headers=hh.auth(key), timeout=20,
+                      json={"model": "done-then-silent", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200 and r.content == _CHUNK + b"data: [DONE]\n\n"
+    sent, cut = hostile.wait("done-then-silent")
+    assert cut
     hh.wait_idle(g)
 
 

@@ -18,6 +18,7 @@ import logging
 import time
 
 import ujson
+from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
 from . import errors, sse
@@ -27,6 +28,9 @@ from .upstream import WRITE_ABORT, curl_errno
 log = logging.getLogger("tornado_grok")
 
 MAX_ERROR_BODY = 64 * 1024
+# After the stream's end event, the upstream has this long to end its response by itself (so that its
+# connection is reused); one that keeps the connection open past it is cut.
+DONE_GRACE = 2.0
 
 
 class Outcome:
@@ -54,6 +58,7 @@ class StreamRelay:
         else:
             self.rewrite = None
         self.call = None
+        self.grace = None  # the timer that cuts an upstream still sending after the end event
         now = time.monotonic()
         self.started = self.last_read = self.last_write = now
         self.first_event_at = None
@@ -98,6 +103,8 @@ class StreamRelay:
                 self._upstream_finished(response)
         finally:
             self.gateway.streams.discard(self)
+            if self.grace is not None:
+                IOLoop.current().remove_timeout(self.grace)
 
     def on_chunk(self, chunk: bytes):
         """One upstream read, called from inside libcurl (upstream.py): returns WRITE_ABORT to stop.
@@ -297,13 +304,21 @@ class StreamRelay:
     def _end(self) -> None:
         self.send_pending()
         self.closed = True
-        if self.call is not None:
-            self.call.resume()
+        self._release_upstream()
         self.handler.account(self.usage(), self.outcome)
         try:
             self.handler.finish()
         except StreamClosedError:
             pass
+
+    def _release_upstream(self) -> None:
+        """The stream has ended: a paused transfer resumes (to finish or fail), and one that is still
+        open after the end event gets DONE_GRACE seconds to end before it is cut."""
+        call = self.call
+        if call is not None:
+            call.resume()
+            if self.saw_done and self.grace is None:
+                self.grace = IOLoop.current().call_later(DONE_GRACE, call.cancel)
 
     def client_gone(self) -> None:
         """The client closed its connection: stop the upstream transfer now."""

@@ -232,8 +232,7 @@ class ResumableRelay(StreamRelay):
     def _end(self) -> None:
         self.pending = []
         self.closed = True
-        if self.call is not None:
-            self.call.resume()
+        self._release_upstream()
         self.handler.account(self.usage(), self.outcome)
         self.entry.finish()
         release, self.release = self.release, None
