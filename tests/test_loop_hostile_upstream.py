@@ -63,6 +63,8 @@ def _plays(bomb: bytes) -> dict:
         # a stream that ends with [DONE] but whose connection the upstream then keeps open (None:
         # wait until the gateway hangs up)
         "done-then-silent": lambda: iter([_SSE_HEAD + _CHUNK + b"data: [DONE]\n\n", None]),
+        # an error status with an empty body
+        "empty-503": lambda: iter([b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"]),
         "endless-error": lambda: _repeat(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
                                          b"\r\nConnection: close\r\n\r\n", b"e" * 65536, b'{"code":"x","error":"'),
     }
@@ -238,6 +240,18 @@ def test_a_stream_ends_at_done_though_the_upstream_keeps_its_connection_open(gat
     sent, cut = hostile.wait("done-then-silent")
     assert cut
     hh.wait_idle(g)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_error_status_without_a_body_is_named_in_the_error(gateway, stream):
+    g, key = gateway
+    r = ask(g, key, "empty-503", stream=stream)
+    assert r.status_code == 502  # an upstream 5xx is the gateway's 502, naming the upstream's status
+    message = "API error: upstream error (HTTP 503): upstream returned HTTP 503"
+    if stream:
+        assert r.content == b'data: {"error":"%s"}\n\n' % message.encode(), r.content
+    else:
+        assert r.json()["error"]["message"] == message, r.text
 
 
 def test_the_gateway_still_answers(gateway):

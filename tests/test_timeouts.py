@@ -4,6 +4,8 @@ Each test runs its own gateway with short timeouts, and asks the mock to replay 
 that one request (X-Mock-Speed); what is asserted is the order and content of bytes, never a time.
 """
 
+import uuid
+
 import pytest
 
 from tests.wire import chat_body, data_events, direct, events, post
@@ -12,8 +14,10 @@ UPSTREAM_MODEL = b'"model":"grok-4.20-non-reasoning"'
 CLIENT_MODEL = b'"model":"grok-4-1-fast-non-reasoning"'
 
 
-def stream(gateway, key, scenario, speed="1", stream=True):
+def stream(gateway, key, scenario, speed="1", stream=True, test_id=None):
     headers = {"Authorization": "Bearer " + key, "X-Mock-Scenario": scenario, "X-Mock-Speed": speed}
+    if test_id is not None:
+        headers["X-Mock-Test-Id"] = test_id
     return post(gateway.base + "/chat/completions", chat_body(stream=stream), headers)
 
 
@@ -44,13 +48,16 @@ def test_first_event_timeout_without_streaming_is_504(make_gateway):
     assert r.json()["error"]["message"] == "API error: upstream timed out"
 
 
-def test_idle_timeout_mid_stream_is_an_in_band_error(make_gateway):
+def test_idle_timeout_mid_stream_is_an_in_band_error(make_gateway, mock):
     gateway, key = make_gateway({"idle_timeout": 0.3, "keepalive_interval": 60})
-    r = stream(gateway, key, "stall")
+    test_id = uuid.uuid4().hex
+    r = stream(gateway, key, "stall", test_id=test_id)
     assert r.status_code == 200
     blocks = data_events(r.content)
     assert len(blocks) == 4
     assert blocks[-1] == b'data: {"error":"API error: upstream idle timeout"}'
+    # and the gateway hung up on the stalled upstream (the mock's stall lasts ten minutes)
+    assert mock.wait_ended(timeout=5, test_id=test_id)["ended"] == "client_closed"
 
 
 def test_total_timeout(make_gateway):
