@@ -4,6 +4,7 @@ Each test runs its own gateway with short timeouts, and asks the mock to replay 
 that one request (X-Mock-Speed); what is asserted is the order and content of bytes, never a time.
 """
 
+import time
 import uuid
 
 import pytest
@@ -23,11 +24,15 @@ def stream(gateway, key, scenario, speed="1", stream=True, test_id=None):
 
 def test_keepalive_comments_while_the_first_token_is_slow(make_gateway, mock):
     gateway, key = make_gateway({"keepalive_interval": 0.1})
+    began = time.monotonic()
     r = stream(gateway, key, "slow_first", speed="0.2")  # first event after 1 s
+    took = time.monotonic() - began
     blocks = events(r.content)
     assert blocks[0] == b": keep-alive"
     first_data = next(i for i, b in enumerate(blocks) if b.startswith(b"data:"))
     assert set(blocks[:first_data]) == {b": keep-alive"}
+    # one per keepalive_interval of silence, not one per sweep (four per interval)
+    assert blocks.count(b": keep-alive") <= took / 0.1 + 1, (blocks.count(b": keep-alive"), took)
     upstream = direct(mock, chat_body(model="grok-4.20-non-reasoning"), {"X-Mock-Scenario": "slow_first"})
     expected = [b.replace(UPSTREAM_MODEL, CLIENT_MODEL) for b in data_events(upstream.content)]
     assert data_events(r.content) == expected
