@@ -237,6 +237,8 @@ def test_a_stream_ends_at_done_though_the_upstream_keeps_its_connection_open(gat
     r = requests.post(g.base + "/chat/completions", headers=hh.auth(key), timeout=20,
                       json={"model": "done-then-silent", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200 and r.content == _CHUNK + b"data: [DONE]\n\n"
+    with hostile.done:  # the response ended at [DONE], not when the upstream was cut (DONE_GRACE later)
+        assert "done-then-silent" not in hostile.sent
     sent, cut = hostile.wait("done-then-silent")
     assert cut
     hh.wait_idle(g)
