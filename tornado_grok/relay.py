@@ -272,12 +272,10 @@ class StreamRelay:
             errno = curl_errno(response)
             outcome = Outcome.TIMEOUT if errno == errors.CURLE_OPERATION_TIMEDOUT else Outcome.UPSTREAM_ERROR
             self.abort(errors.from_curl(errno), outcome)
-        elif not self.saw_done:
+        else:
+            # The end event closes the relay as it is relayed (run() only calls this while open).
             self.abort(GatewayError(502, self.dialect.incomplete, code="upstream_incomplete"),
                        Outcome.UPSTREAM_ERROR)
-        else:
-            self.outcome = Outcome.COMPLETED
-            self._end()
 
     def abort(self, err: GatewayError, outcome: str = Outcome.DRAINED) -> None:
         """Ends the stream with an error event (or, before anything was sent, the error's status)."""
