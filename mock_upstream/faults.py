@@ -95,7 +95,7 @@ def merge(*faults) -> Fault | None:
             continue
         for f in fields(Fault):
             value = getattr(fault, f.name)
-            if value not in (None, False):
+            if _given(value):
                 values[f.name] = value
     return Fault(**values) if values else None
 
@@ -220,4 +220,10 @@ class FaultStore:
 
 
 def describe(fault: Fault) -> dict:
-    return {f.name: getattr(fault, f.name) for f in fields(Fault) if getattr(fault, f.name) not in (None, False)}
+    return {f.name: getattr(fault, f.name) for f in fields(Fault) if _given(getattr(fault, f.name))}
+
+
+def _given(value) -> bool:
+    """A field that says something: not None, not False. A zero does (`disconnect_after: 0`, `stall_ms: 0`);
+    `value not in (None, False)` would drop it, as 0 == False."""
+    return value is not None and value is not False

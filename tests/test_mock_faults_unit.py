@@ -114,10 +114,19 @@ def test_merge_later_faults_win_field_by_field():
     assert merge(scenario, Fault()) == scenario
 
 
+def test_merge_keeps_zeros():
+    """0 is a value (disconnect before any event, a stall of no time), not "not given" (0 == False)."""
+    zeros = Fault(retry_after=0, error_after=0, disconnect_after=0, disconnect_after_ms=0.0, stall_after=0,
+                  stall_ms=0.0, malformed_after=0, slow_headers_ms=0.0)
+    assert merge(zeros) == zeros
+    assert merge(Fault(stall_after=2, stall_ms=5000.0), Fault(stall_ms=0.0)) == Fault(stall_after=2, stall_ms=0.0)
+
+
 def test_describe_lists_the_fields_given():
     assert describe(Fault()) == {}
     assert describe(Fault(status=429, retry_after=7, close_delimited=True, utf8_split=False, scenario="story")) == {
         "status": 429, "retry_after": 7, "close_delimited": True, "scenario": "story"}
+    assert describe(Fault(error_after=0, stall_ms=0.0)) == {"error_after": 0, "stall_ms": 0.0}
 
 
 # -- apply: HTTP-level faults -------------------------------------------------------------------------
@@ -274,6 +283,8 @@ def test_store_times_run_out():
     assert store.take("t1") is None
     store.set("t1", fault, times=1)
     assert [store.take("t1"), store.take("t1")] == [fault, None]
+    store.set("t2", Fault(disconnect_after=0), times=1)
+    assert store.snapshot() == {"t2": {"fault": {"disconnect_after": 0}, "times": 1}}
 
 
 def test_store_any_test_id_is_the_fallback():
