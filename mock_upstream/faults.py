@@ -173,12 +173,15 @@ def add_pings(steps: list, every: int) -> list:
 
 
 def split_utf8(steps: list) -> list:
-    """Write the first multi-byte UTF-8 character of the stream in two writes (cut inside it)."""
+    """Write the first multi-byte UTF-8 character of the stream in two writes (cut inside it).
+
+    The second write ends the event, so it is the one that counts: a ping, a malformed event or a
+    cut placed "after N events" goes after the whole event, never between the two halves."""
     for i, step in enumerate(steps):
         cut = next((j + 1 for j, b in enumerate(step.data) if b >= 0xC0), None)
         if cut is not None:
-            first = Step(step.delay, step.data[:cut])
-            second = Step(0.0, step.data[cut:], event=False)
+            first = Step(step.delay, step.data[:cut], event=False)
+            second = Step(0.0, step.data[cut:], event=step.event, done=step.done)
             return steps[:i] + [first, second] + steps[i + 1 :]
     return steps
 

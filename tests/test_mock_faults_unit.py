@@ -225,6 +225,18 @@ def test_one_cut_wins_disconnect_then_error_then_stall():
     assert apply(plan, Fault(error_after=3, stall_after=1)).steps == [ev(1), ev(2), ev(3), CHAT_ERROR]
 
 
+def test_faults_combine_in_order_split_pings_malformed_cut():
+    e = Step(0.03, 'data: {"c":"é"}\n\n'.encode())
+    steps = (ev(1), e, ev(4), DONE)
+    plan = apply(Plan(steps=steps), Fault(utf8_split=True, ping_every=1, malformed_after=1, error_after=3))
+    # Nothing lands between the two halves of the split character.
+    assert plan.steps == [ev(1), Step(0.0, MALFORMED), PING, Step(0.03, b'data: {"c":"\xc3', event=False),
+                          Step(0.0, b'\xa9"}\n\n'), CHAT_ERROR]
+    assert steps == (ev(1), e, ev(4), DONE)  # the recording's steps are shared: never changed
+    assert apply(Plan(steps=steps), Fault(utf8_split=True, ping_every=1)).steps == [
+        ev(1), PING, Step(0.03, b'data: {"c":"\xc3', event=False), Step(0.0, b'\xa9"}\n\n'), PING, ev(4), PING, DONE]
+
+
 # -- insert_after, add_pings, split_utf8 --------------------------------------------------------------
 
 def test_insert_after_counts_events_not_comments():
@@ -249,16 +261,21 @@ def test_add_pings_after_every_n_events_never_after_done():
 
 def test_split_utf8_cuts_the_first_multibyte_character_only():
     steps = [Step(0.01, b"data: ab\n\n"), Step(0.02, "data: né€\n\n".encode()), Step(0.03, "data: ü\n\n".encode())]
-    assert split_utf8(steps) == [Step(0.01, b"data: ab\n\n"), Step(0.02, b"data: n\xc3"),
-                                 Step(0.0, b"\xa9\xe2\x82\xac\n\n", event=False), Step(0.03, "data: ü\n\n".encode())]
+    # The second write ends the event: it is the one that counts.
+    assert split_utf8(steps) == [Step(0.01, b"data: ab\n\n"), Step(0.02, b"data: n\xc3", event=False),
+                                 Step(0.0, b"\xa9\xe2\x82\xac\n\n"), Step(0.03, "data: ü\n\n".encode())]
     assert split_utf8(steps[:1]) == steps[:1]
     assert split_utf8([]) == []
+    # A comment stays uncounted, in both halves.
+    assert split_utf8([Step(0.0, ": é\n\n".encode(), event=False)]) == [
+        Step(0.0, b": \xc3", event=False), Step(0.0, b"\xa9\n\n", event=False)]
 
 
 def test_split_utf8_cuts_after_a_lead_byte_not_a_continuation_byte():
     # 0x80-0xBF continue a character; 0xC0 and up start one.
-    assert split_utf8([Step(0.0, b"a\x80\xbf\xc0b")]) == [Step(0.0, b"a\x80\xbf\xc0"), Step(0.0, b"b", event=False)]
-    assert split_utf8([Step(0.0, b"\xf0\x9f\x98\x80")]) == [Step(0.0, b"\xf0"), Step(0.0, b"\x9f\x98\x80", event=False)]
+    assert split_utf8([Step(0.0, b"a\x80\xbf\xc0b")]) == [Step(0.0, b"a\x80\xbf\xc0", event=False), Step(0.0, b"b")]
+    assert split_utf8([Step(0.0, b"\xf0\x9f\x98\x80")]) == [Step(0.0, b"\xf0", event=False),
+                                                            Step(0.0, b"\x9f\x98\x80")]
 
 
 # -- FaultStore ---------------------------------------------------------------------------------------
