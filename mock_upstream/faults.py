@@ -95,7 +95,7 @@ def merge(*faults) -> Fault | None:
             continue
         for f in fields(Fault):
             value = getattr(fault, f.name)
-            if value not in (None, False):
+            if _given(value):
                 values[f.name] = value
     return Fault(**values) if values else None
 
@@ -173,12 +173,15 @@ def add_pings(steps: list, every: int) -> list:
 
 
 def split_utf8(steps: list) -> list:
-    """Write the first multi-byte UTF-8 character of the stream in two writes (cut inside it)."""
+    """Write the first multi-byte UTF-8 character of the stream in two writes (cut inside it).
+
+    The second write ends the event, so it is the one that counts: a ping, a malformed event or a
+    cut placed "after N events" goes after the whole event, never between the two halves."""
     for i, step in enumerate(steps):
         cut = next((j + 1 for j, b in enumerate(step.data) if b >= 0xC0), None)
         if cut is not None:
-            first = Step(step.delay, step.data[:cut])
-            second = Step(0.0, step.data[cut:], event=False)
+            first = Step(step.delay, step.data[:cut], event=False)
+            second = Step(0.0, step.data[cut:], event=step.event, done=step.done)
             return steps[:i] + [first, second] + steps[i + 1 :]
     return steps
 
@@ -220,4 +223,10 @@ class FaultStore:
 
 
 def describe(fault: Fault) -> dict:
-    return {f.name: getattr(fault, f.name) for f in fields(Fault) if getattr(fault, f.name) not in (None, False)}
+    return {f.name: getattr(fault, f.name) for f in fields(Fault) if _given(getattr(fault, f.name))}
+
+
+def _given(value) -> bool:
+    """A field that says something: not None, not False. A zero does (`disconnect_after: 0`, `stall_ms: 0`);
+    `value not in (None, False)` would drop it, as 0 == False."""
+    return value is not None and value is not False
