@@ -168,6 +168,19 @@ def test_keepalives_while_the_upstream_is_silent(make_gateway, mock):
     assert blocks[-1] + b"\n\n" == error_event("timeout_idle", "upstream idle timeout", 4, kind="timeout_error")
 
 
+def test_a_first_event_timeout_after_keepalives_is_error_event_number_0(make_gateway, mock):
+    """Keep-alives already sent the 200: the timeout is an in-band error event, numbered first."""
+    g, key = make_gateway(settings={"keepalive_interval": 0.1, "first_event_timeout": 0.5})
+    test_id = uuid.uuid4().hex
+    mock.set_fault(test_id, {"slow_headers_ms": 5000}, times=1)
+    r = post(g.base + "/responses", body(), hh.auth(key, **{"X-Mock-Scenario": "story", "X-Mock-Test-Id": test_id}))
+    assert r.status_code == 200
+    blocks = events(r.content)
+    assert blocks[:-1] and all(b == b": keep-alive" for b in blocks[:-1])
+    assert blocks[-1] + b"\n\n" == error_event("timeout_first_event", "upstream first event timeout", 0,
+                                                 kind="timeout_error")
+
+
 def test_client_disconnect_cancels_the_upstream(gateway, mock, key):
     test_id = uuid.uuid4().hex
     mock.set_fault(test_id, {"stall_after": 6}, times=1)
