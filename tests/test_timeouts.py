@@ -1,7 +1,9 @@
 """Keep-alives while the upstream is silent, and the connect, first-event, idle and total timeouts.
 
 Each test runs its own gateway with short timeouts, and asks the mock to replay at real speed for
-that one request (X-Mock-Speed); what is asserted is the order and content of bytes, never a time.
+that one request (X-Mock-Speed); what is asserted is the order and content of bytes, never a time
+(the one count bound, keep-alives per second of silence, is measured against the request's own
+duration: a busy machine makes fewer, never more).
 """
 
 import time
@@ -37,6 +39,15 @@ def test_keepalive_comments_while_the_first_token_is_slow(make_gateway, mock):
     expected = [b.replace(UPSTREAM_MODEL, CLIENT_MODEL) for b in data_events(upstream.content)]
     assert data_events(r.content) == expected
     assert r.content.endswith(b"data: [DONE]\n\n")
+
+
+def test_no_keepalive_while_events_flow(make_gateway):
+    """Each event resets the keep-alive clock: a story streamed 40 ms a chunk for 0.8 s gets no
+    keep-alive with keepalive_interval = 0.5 s (one would take a 0.5 s gap between two events)."""
+    gateway, key = make_gateway({"keepalive_interval": 0.5})
+    r = stream(gateway, key, "story")
+    assert len(data_events(r.content)) == 22 and r.content.endswith(b"data: [DONE]\n\n")  # 20 chunks, finish, [DONE]
+    assert b": keep-alive" not in r.content
 
 
 def test_first_event_timeout_before_anything_was_sent_is_504(make_gateway):
