@@ -63,6 +63,8 @@ def _plays(bomb: bytes) -> dict:
         # a stream that ends with [DONE] but whose connection the upstream then keeps open (None:
         # wait until the gateway hangs up)
         "done-then-silent": lambda: iter([_SSE_HEAD + _CHUNK + b"data: [DONE]\n\n", None]),
+        # one read holding a comment (so it takes the parser's path) and three events, then [DONE]
+        "comment-and-events": lambda: iter([_SSE_HEAD + b": hello\n\n" + _CHUNK * 3 + b"data: [DONE]\n\n"]),
         # an error status with an empty body
         "empty-503": lambda: iter([b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"]),
         "endless-error": lambda: _repeat(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
@@ -254,6 +256,14 @@ def test_an_error_status_without_a_body_is_named_in_the_error(gateway, stream):
         assert r.content == b'data: {"error":"%s"}\n\n' % message.encode(), r.content
     else:
         assert r.json()["error"]["message"] == message, r.text
+
+
+def test_events_relayed_from_one_parsed_read_are_each_counted(gateway):
+    g, key = gateway
+    r = ask(g, key, "comment-and-events", stream=True)
+    assert r.content == _CHUNK * 3 + b"data: [DONE]\n\n"
+    line = hh.access_line(g, r.headers["X-Request-Id"])
+    assert (line["events"], line["bytes"]) == (4, len(r.content))
 
 
 def test_the_gateway_still_answers(gateway):
