@@ -50,3 +50,21 @@ def test_a_line_that_never_ends_is_refused_at_the_bound():
 def test_comments_and_other_fields_do_not_count_toward_an_event():
     noise = b": ping\n" * 20000 + b"event: x\n" * 20000
     assert SSEParser(LIMIT).feed(noise + b'data: {"a":1}\n\n') == [b'{"a":1}']
+
+
+@pytest.mark.parametrize("size", [1, 5, 1 << 20])
+@pytest.mark.parametrize("parts", [[20, 43], [20, 20, 22], [0, 0, 62]])
+def test_a_multi_line_event_is_measured_as_its_joined_data(parts, size):
+    """Lines of 20 + 43 (or 20 + 20 + 22, ...) bytes are 64 bytes of data once joined by newlines:
+    exactly a bound of 64, however the reads are cut, and one byte more is refused."""
+    def event(extra: int) -> bytes:
+        lines = [b"x" * n for n in parts]
+        lines[-1] += b"y" * extra
+        return b"".join(b"data: " + line + b"\n" for line in lines) + b"\n", b"\n".join(lines)
+
+    raw, joined = event(0)
+    assert len(joined) == 64
+    assert feed_in(SSEParser(64), raw + b'data: {"b":1}\n\n', size) == [joined, b'{"b":1}']
+    raw, _ = event(1)
+    with pytest.raises(SSEError):
+        feed_in(SSEParser(64), raw, size)
