@@ -263,7 +263,7 @@ def test_events_relayed_from_one_parsed_read_are_each_counted(gateway):
     r = ask(g, key, "comment-and-events", stream=True)
     assert r.content == _CHUNK * 3 + b"data: [DONE]\n\n"
     line = hh.access_line(g, r.headers["X-Request-Id"])
-    assert (line["events"], line["bytes"]) == (4, len(r.content))
+    assert (line["events"], line["bytes"], line["ended"]) == (4, len(r.content), "completed")
 
 
 def test_the_gateway_still_answers(gateway):
