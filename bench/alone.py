@@ -23,7 +23,7 @@ PYTEST = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:randomly"]
 
 
 def collect() -> list[str]:
-    out = subprocess.run(PYTEST + ["--collect-only", "-q"], cwd=ROOT, capture_output=True, text=True).stdout
+    out = subprocess.run(PYTEST + ["--collect-only"], cwd=ROOT, capture_output=True, text=True).stdout  # -q: ids
     return [line for line in out.splitlines() if "::" in line]
 
 
