@@ -43,7 +43,8 @@ MAP = {
                                   "tests/test_ratelimit_gateway.py"],
     "tornado_grok/loadtest/stats.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_parser.py",
                                        "tests/test_loadtest_metrics.py", "tests/test_loadtest_records.py"],
-    "tornado_grok/loadtest/report.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_cli.py"],
+    "tornado_grok/loadtest/report.py": ["tests/test_loadtest_stats.py", "tests/test_loadtest_cli.py",
+                                        "tests/test_loadtest_metrics.py", "tests/test_loadtest_workload.py"],
     # Slower: each run starts gateways, the mock or redis-server.
     "tornado_grok/relay.py": ["tests/test_stream_relay.py", "tests/test_relay_properties.py",
                               "tests/test_model_rewrite.py", "tests/test_sse_error_format.py",
