@@ -22,3 +22,11 @@ def test_spaced_json_and_whole_blocks():
 def test_other_models_untouched():
     event = b'{"model":"grok-4.3","choices":[]}'
     assert _rewrite(event, PAIRS) is event
+
+
+def test_names_with_a_slash_or_non_ascii_characters():
+    """The upstream's name is found as upstreams write it (a "/" unescaped), and the client's is put
+    back as the client wrote it: UTF-8, no \\/ and no \\u escapes."""
+    pairs = rewrite_pairs("xai/grok-4", "team/grök-mini")
+    event = b'{"model":"xai/grok-4","choices":[]}'
+    assert _rewrite(event, pairs) == '{"model":"team/grök-mini","choices":[]}'.encode()
