@@ -159,8 +159,7 @@ class StreamRelay:
                 out.append(data)
             if self.saw_done:
                 break
-        if out:
-            self._emit(out)
+        self._emit(out)
         if self.saw_done:
             # The upstream finished: the client's response ends with this write.
             self.outcome = Outcome.UPSTREAM_ERROR if getattr(self.dialect, "failed", False) else Outcome.COMPLETED
@@ -196,9 +195,9 @@ class StreamRelay:
             self._write(out)
 
     def _write(self, out: list) -> None:
-        if not out or self.closed:
+        if self.closed:
             return
-        data = b"".join(out) if len(out) > 1 else out[0]
+        data = b"".join(out)  # one read's bytes: join returns a lone bytes object itself, no copy
         self.bytes_out += len(data)
         if self.stream is not None and self.call is not None and self.call.in_callback:
             # Inside libcurl, which may hand over several reads in one socket_action: gather them,
@@ -213,7 +212,7 @@ class StreamRelay:
     def send_pending(self) -> None:
         """Sends what _write gathered during a socket_action (UpstreamClient calls this)."""
         if self.pending:
-            data = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
+            data = b"".join(self.pending)
             self.pending = []
             self._send(data)
 
