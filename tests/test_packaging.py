@@ -188,12 +188,14 @@ def test_an_outside_project_with_its_own_tests_package_uses_the_fixture(venv, tm
 def test_the_console_scripts_are_installed_and_name_themselves(venv):
     bin_dir = os.path.dirname(venv)
     for script, usage in (("grok-mock", "usage: grok-mock "), ("grok-record", "usage: grok-record "),
-                          ("tornado-grok", "usage: tornado-grok "), ("grok-loadtest", "usage: ")):
+                          ("tornado-grok", "usage: tornado-grok "), ("grok-loadtest", "usage: grok-loadtest ")):
         proc = run([os.path.join(bin_dir, script), "--help"], env=clean_env(), cwd=os.path.dirname(bin_dir))
         assert proc.stdout.startswith(usage), (script, proc.stdout[:200])
     assert "Load-test an OpenAI-compatible" in proc.stdout
     proc = run([os.path.join(bin_dir, "tornado-grok"), "record", "--help"], env=clean_env())
     assert proc.stdout.startswith("usage: tornado-grok record ")
+    proc = run([os.path.join(bin_dir, "tornado-grok"), "loadtest", "--help"], env=clean_env())
+    assert proc.stdout.startswith("usage: tornado-grok loadtest ")
 
 
 def test_the_installed_gateway_keeps_its_keys_in_the_working_directory(venv, tmp_path):

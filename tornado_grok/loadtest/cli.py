@@ -26,9 +26,16 @@ DEFAULT_MAX_ERROR_RATE = 0.01
 DEFAULT_DURATION = 10.0  # used when neither --requests nor --duration is given
 
 
+def _prog() -> str:
+    """How the user ran the load tester, for its usage line: grok-loadtest, or `run.py loadtest`."""
+    from tornado_grok.cli import prog
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return name if name == "grok-loadtest" else prog("loadtest")
+
+
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="loadtest", description="Load-test an OpenAI-compatible chat completions (or Responses) endpoint.")
+        prog=_prog(), description="Load-test an OpenAI-compatible chat completions (or Responses) endpoint.")
     p.add_argument("--url", default=DEFAULT_URL,
                    help="base URL; requests go to {url}/chat/completions, or {url}/responses with "
                         "--api responses (default %(default)s)")
