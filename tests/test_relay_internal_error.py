@@ -50,16 +50,22 @@ def faulty_gateway(make_gateway, tmp_path):
     return start
 
 
-def stream(gateway, key, test_id):
+def stream(gateway, key, mock, test_id):
+    """The recorded story at its recorded pace (one event per read), silent after ten events: the
+    upstream can end only by the gateway hanging up on it."""
+    mock.set_fault(test_id, {"stall_after": 10})
     headers = {"Authorization": "Bearer " + key, "X-Mock-Scenario": "story", "X-Mock-Test-Id": test_id,
-               "Accept": "text/event-stream"}
-    return post(gateway.base + "/chat/completions", chat_body(), headers)
+               "X-Mock-Speed": "1", "Accept": "text/event-stream"}
+    try:
+        return post(gateway.base + "/chat/completions", chat_body(), headers)
+    finally:
+        mock.clear_faults(test_id)
 
 
 def test_a_bug_on_the_first_read_answers_500_with_the_error_event(faulty_gateway, mock):
     gateway, key = faulty_gateway(1)
     test_id = uuid.uuid4().hex
-    r = stream(gateway, key, test_id)
+    r = stream(gateway, key, mock, test_id)
     assert r.status_code == 500
     assert r.content == ERROR_EVENT
     assert mock.wait_ended(timeout=5, test_id=test_id)["ended"] == "client_closed"
@@ -71,7 +77,7 @@ def test_a_bug_on_the_first_read_answers_500_with_the_error_event(faulty_gateway
 def test_a_bug_mid_stream_ends_it_with_the_error_event_and_no_done(faulty_gateway, mock):
     gateway, key = faulty_gateway(2)
     test_id = uuid.uuid4().hex
-    r = stream(gateway, key, test_id)
+    r = stream(gateway, key, mock, test_id)
     assert r.status_code == 200
     assert r.content.startswith(b"data: {")
     assert r.content.endswith(b"}\n\n" + ERROR_EVENT)
