@@ -40,6 +40,7 @@ def test_the_image_limit_counts_decoded_bytes_not_base64_characters():
     (None, "field 'image_url' is required"), (5, "must be a string, not a number"), ("", "must be a string"),
     ("http://x/a.png", "https:// URL or a data:image"), ("data:image/gif;base64,AAAA", "https:// URL or a data:image"),
     ("https://x/a b.png", "not a valid https URL"), ("https://x/" + "a" * 8183, "not a valid https URL"),
+    ("data:image/png;base64,", "holds no image after the data: prefix"),
     ("data:image/png;base64,@@@@", "not valid base64"), ("data:image/png;base64,AAA", "not valid base64"),
 ])
 def test_image_url_refusals(value, words):

@@ -114,6 +114,8 @@ def image_url(value, max_bytes: int) -> str:
         raise bad("field 'image_url' must be an https:// URL or a data:image/jpeg or "
                   "data:image/png base64 URI")
     payload = value[match.end():]
+    if not payload:  # valid base64 of nothing: no image to send upstream
+        raise bad("field 'image_url' holds no image after the data: prefix")
     # The decoded size: 3 bytes per 4 characters, less the padding (an image of exactly the limit
     # passes; counting base64 characters would refuse images from 3/4 of it).
     if len(payload) * 3 // 4 - (payload[-2:].count("=") if payload[-1:] == "=" else 0) > max_bytes:
