@@ -143,7 +143,7 @@ def test_body_checks_name_the_field(gateway, key, mock):
                                                            "not a number"),
              ("/embeddings", {"input": "x"}, "field 'model' is required"),
              ("/images/edits", {"prompt": "p", "image": {"url": "ftp://x"}},
-              "field 'image' must be an object with a 'url' (an https URL or a data:image URI)")]
+              "field 'image' must be an object with a 'url' (an http(s) URL or a data:image URI)")]
     for path, body, message in cases:
         r = call("POST", gateway.base + path, body, headers)
         assert (r.status_code, r.json()["error"]["message"]) == (400, "API error: " + message)

@@ -178,7 +178,7 @@ def test_embeddings_refusals(body, message, code):
 
 # -- POST /images/edits
 
-IMAGE_RULE = "field 'image' must be an object with a 'url' (an https URL or a data:image URI)"
+IMAGE_RULE = "field 'image' must be an object with a 'url' (an http(s) URL or a data:image URI)"
 
 
 @pytest.mark.parametrize("extra", [

@@ -182,7 +182,7 @@ def image_edit(body: dict) -> None:
         raise bad("field 'image' is required", "missing_field")
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str) or not url.startswith(("https://", "http://", "data:image/")):
-        raise bad("field 'image' must be an object with a 'url' (an https URL or a data:image URI)")
+        raise bad("field 'image' must be an object with a 'url' (an http(s) URL or a data:image URI)")
     need_string(body, "model", required=False)
     number(body, "n", int, 1, 10)
     choice(body, "response_format", ("url", "b64_json"))
