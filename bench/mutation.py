@@ -56,8 +56,8 @@ MAP = {
     "tornado_grok/ratelimit_redis.py": ["tests/test_ratelimit_redis_health.py", "tests/test_ratelimit_lua.py",
                                         "tests/test_ratelimit_redis_time.py",
                                         "tests/test_ops_redis_hang.py", "tests/test_ratelimit_accounting.py"],
-    "mock_upstream/player.py": ["tests/test_mock_player.py", "tests/test_mock_replay.py", "tests/test_mock_speed.py",
-                                "tests/test_mock_recordings.py"],
+    "mock_upstream/player.py": ["tests/test_mock_player_unit.py", "tests/test_mock_player.py",
+                                "tests/test_mock_replay.py", "tests/test_mock_speed.py", "tests/test_mock_recordings.py"],
     "mock_upstream/faults.py": ["tests/test_mock_faults_unit.py", "tests/test_mock_faults.py",
                                 "tests/test_hardening_fault_matrix.py"],
 }
