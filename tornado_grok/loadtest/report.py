@@ -12,12 +12,17 @@ def run_entry(label, target, rec, selfreport, connections, limits=None):
     return {
         "label": label,
         "url": target.url,
-        "endpoint": f"{target.host}:{target.port}{target.path}",
+        "endpoint": f"{_hostport(target.host)}:{target.port}{target.path}",
         "summary": summarize(rec, limits),
         "self": selfreport,
         "connections_opened": connections,
         "timeline": {"fields": list(TIMELINE_FIELDS), "rows": [list(r) for r in rec.timeline]},
     }
+
+
+def _hostport(host):
+    """An IPv6 literal in brackets, as in a URL (`[::1]:8000`, not `::1:8000`)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _p(summary, metric, p):
@@ -123,7 +128,8 @@ def table(doc):
         s, me = r["summary"], r["self"]
         out.append("")
         rate = "" if r.get("rate") is None else f" at {r['rate']:g} req/s"
-        out.append(f"[{r['label']}{rate}] POST http://{r['endpoint']}")
+        scheme = r["url"].split(":", 1)[0].lower()  # http or https (the target checked it)
+        out.append(f"[{r['label']}{rate}] POST {scheme}://{r['endpoint']}")
         out.append(f"  requests   {s['finished']} finished, {s['ok']} ok, {s['errors']} errors "
                    f"in {s['wall_s']:.2f} s; {r['connections_opened']} connections opened")
         if s["start_lag_ms"]:
