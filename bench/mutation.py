@@ -54,7 +54,8 @@ MAP = {
                               "tests/test_responses_relay.py", "tests/test_disconnect.py",
                               "tests/test_hardening_backpressure.py", "tests/test_timeouts.py",
                               "tests/test_hardening_observability.py", "tests/test_loop_hostile_upstream.py",
-                              "tests/test_relay_nodelay.py", "tests/test_relay_internal_error.py"],
+                              "tests/test_relay_nodelay.py", "tests/test_relay_internal_error.py",
+                              "tests/test_relay_flush.py"],
     "tornado_grok/ratelimit_redis.py": ["tests/test_ratelimit_redis_health.py", "tests/test_ratelimit_lua.py",
                                         "tests/test_ratelimit_redis_time.py",
                                         "tests/test_ops_redis_hang.py", "tests/test_ratelimit_accounting.py"],
@@ -220,14 +221,15 @@ def copy_repo(src: str) -> str:
     return os.path.join(dst, "repo")
 
 
-def measure(repos: list, module: str, timeout: float, log) -> dict:
-    """Runs every mutant of `module`, spread over one worker per copy in `repos` (--jobs)."""
+def measure(repos: list, module: str, timeout: float, log, only: set | None = None) -> dict:
+    """Runs every mutant of `module` (or those numbered in `only`), spread over one worker per copy
+    in `repos` (--jobs)."""
     repo = repos[0]
     tests = [t for t in MAP[module] if os.path.exists(os.path.join(repo, t))]
     with open(os.path.join(repo, module)) as f:
         original = f.read()
     lines = original.splitlines()
-    found = mutants(original)
+    found = [m for m in mutants(original) if only is None or m[0] in only]
     result = {"module": module, "tests": tests, "mutants": len(found), "killed": 0, "survivors": []}
     workers = []
     for k, copy in enumerate(repos):
@@ -307,8 +309,13 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="mutants run at once, each in its own copy (default 1: timing tests on a busy "
                          "machine can fail without a mutant, and a flaky failure would count as a kill)")
+    ap.add_argument("--only", help="comma-separated mutant numbers (#N of --list) of the one module given: "
+                                   "re-checks those, e.g. the survivors of an earlier run")
     args = ap.parse_args(argv)
     modules = args.modules or (list(MAP) if args.all else FAST)
+    only = {int(n) for n in args.only.replace("#", "").split(",")} if args.only else None
+    if only is not None and len(modules) != 1:
+        ap.error("--only needs exactly one module")
     if args.list:
         for m in modules:
             with open(os.path.join(args.repo, m)) as f:
@@ -325,7 +332,7 @@ def main(argv=None) -> int:
             started = time.monotonic()
             print("%s (tests: %s)" % (m, ", ".join(t for t in MAP[m] if os.path.exists(os.path.join(repo, t)))),
                   flush=True)
-            r = measure(repos, m, args.timeout, lambda s: print(s, flush=True))
+            r = measure(repos, m, args.timeout, lambda s: print(s, flush=True), only)
             r["seconds"] = round(time.monotonic() - started)
             results.append(r)
             print("  %d of %d killed (%.0f%%) in %d s" % (r["killed"], r["mutants"],

@@ -126,3 +126,12 @@ def test_a_multibyte_character_cut_between_every_pair_of_reads(relay):
     for k in range(len(event) - 12, len(event) - 1):  # every cut inside and around the characters
         r = ask(relay, [event[:k], event[k:], DONE])
         assert (r.status_code, r.content) == (200, event + DONE), k
+
+
+@pytest.mark.parametrize("second", [b'data: {"b":2}]}\n\n', b'data: {"b":2}]}\n\ndata: {"c":3}\n\n'])
+def test_a_multi_line_event_cut_where_its_next_line_looks_like_a_whole_event(relay, second):
+    """A read that starts with what looks like a whole `data: {...}` event may be the last line of
+    the event the read before began: it must join that event, not go out on its own."""
+    first = b'data: {"id":"a","choices":[]}\n\ndata: {"a":[\n'
+    r = ask(relay, [first, second, DONE])
+    assert (r.status_code, r.content) == (200, first + second + DONE)
