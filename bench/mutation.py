@@ -56,7 +56,7 @@ MAP = {
                               "tests/test_hardening_observability.py", "tests/test_loop_hostile_upstream.py",
                               "tests/test_relay_nodelay.py", "tests/test_relay_internal_error.py",
                               "tests/test_relay_flush.py"],
-    "tornado_grok/ratelimit_redis.py": ["tests/test_ratelimit_redis_health.py", "tests/test_ratelimit_lua.py",
+    "tornado_grok/ratelimit_redis.py": ["tests/test_ratelimit_redis_patience.py", "tests/test_ratelimit_redis_health.py", "tests/test_ratelimit_lua.py",
                                         "tests/test_ratelimit_redis_time.py",
                                         "tests/test_ops_redis_hang.py", "tests/test_ratelimit_accounting.py"],
     "mock_upstream/player.py": ["tests/test_mock_player_unit.py", "tests/test_mock_player.py",
