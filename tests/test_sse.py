@@ -100,3 +100,35 @@ def test_plain_fast_path_declines_anything_unusual(read):
     from tornado_grok.sse import plain_events
     assert plain_events(read) is None
 
+
+
+LIMIT = 100
+
+
+@pytest.mark.parametrize("last_line", [LIMIT - 2, LIMIT - 3])
+def test_a_multi_line_event_of_at_most_max_event_bytes_passes_with_its_last_line_cut(last_line):
+    # Joined data: "A" + "\n" + the last line's value = 2 + last_line bytes (the limit, or one less).
+    # The last line arrives unfinished first: its "data: " prefix is not yet known to be one.
+    p = SSEParser(max_event=LIMIT)
+    value = b"x" * last_line
+    assert p.feed(b"data: A\n" + b"data: " + value) == []
+    assert p.feed(b"\n\n") == [b"A\n" + value]
+
+
+def test_a_multi_line_event_one_byte_over_max_event_is_refused_when_its_line_ends():
+    p = SSEParser(max_event=LIMIT)
+    assert p.feed(b"data: A\ndata: " + b"x" * (LIMIT - 1)) == []
+    with pytest.raises(SSEError):
+        p.feed(b"\n")
+
+
+@pytest.mark.parametrize("reads", [1, 7])
+def test_an_endless_second_data_line_is_refused_before_it_ends(reads):
+    """The bound holds for the data so far plus the line not ended yet, whatever the reads."""
+    p = SSEParser(max_event=LIMIT)
+    p.feed(b"data: A\n")
+    line = b"data: " + b"x" * (LIMIT + 6)
+    size = -(-len(line) // reads)
+    with pytest.raises(SSEError):
+        for k in range(0, len(line), size):
+            p.feed(line[k:k + size])
