@@ -29,6 +29,9 @@ def test_ordinary_deltas_take_the_fast_path():
     b'event: response.output_text.delta\ndata: {"a":1\n\n',  # not closed
     b'event: response.output_text.delta\ndata: {"error":{"message":"x"}}\n\n',
     b"event: response.output_text.delta\ndata: {",  # no complete event yet
+    # A lone CR ends a line: these are two data lines, which the byte scan would take for one.
+    b'event: response.output_text.delta\ndata: {"a":1}\rdata: {"b":2}\n\n',
+    DELTA + b'event: response.output_text.delta\ndata: {"a":"\r"}\n\n',
 ])
 def test_everything_else_goes_through_the_parser(read):
     assert plain_deltas(read) is None
