@@ -20,10 +20,12 @@ from tests.thread_server import ThreadServer
 
 
 class _ScriptHandler(tornado.web.RequestHandler):
-    def initialize(self, scripts):
+    def initialize(self, scripts, peers):
         self.scripts = scripts
+        self.peers = peers
 
     async def post(self, _prefix):
+        self.peers.append(self.request.connection.stream.socket.getpeername())
         body = json.loads(self.request.body)
         pieces = self.scripts.pop(body["messages"][-1]["content"], None)
         if pieces is None:
@@ -45,8 +47,10 @@ class CutUpstream(ThreadServer):
 
     def __init__(self):
         self.scripts: dict = {}
+        self.peers: list = []  # the client address of each request, in order (connection reuse)
         self._ids = itertools.count()
-        self.start(tornado.web.Application([(r"(.*)/chat/completions", _ScriptHandler, {"scripts": self.scripts})]))
+        self.start(tornado.web.Application([(r"(.*)/chat/completions", _ScriptHandler,
+                                             {"scripts": self.scripts, "peers": self.peers})]))
         self.url = "http://127.0.0.1:%d/v1" % self.port
 
     def script(self, pieces: list) -> str:

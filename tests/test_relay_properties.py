@@ -9,6 +9,7 @@ import json
 import os
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests import hardening_helpers as hh
@@ -135,3 +136,19 @@ def test_a_multi_line_event_cut_where_its_next_line_looks_like_a_whole_event(rel
     first = b'data: {"id":"a","choices":[]}\n\ndata: {"a":[\n'
     r = ask(relay, [first, second, DONE])
     assert (r.status_code, r.content) == (200, first + second + DONE)
+
+
+def test_an_upstream_that_sends_more_after_done_is_let_finish_and_its_connection_reused(relay):
+    """After [DONE] the client's response ends, but the upstream's is read to its end (README: it
+    gets DONE_GRACE to end by itself), so curl keeps the connection for the next request."""
+    upstream = relay[0]
+    event = b'data: {"id":"a","choices":[]}\n\n'
+    first = ask(relay, [event, DONE, b": a comment after the end\n\n", b'data: {"id":"late"}\n\n'])
+    assert (first.status_code, first.content) == (200, event + DONE)
+    # The client's response ended at [DONE]; the upstream's ends a moment later (open_streams counts
+    # a stream until its upstream transfer is over, when curl puts the connection back in its cache).
+    gateway = relay[1]
+    servers.wait_until(lambda: requests.get(gateway.url + "/readyz", timeout=5).json()["open_streams"] == 0)
+    second = ask(relay, [event, DONE])
+    assert (second.status_code, second.content) == (200, event + DONE)
+    assert upstream.peers[-1] == upstream.peers[-2]
