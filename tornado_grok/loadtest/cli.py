@@ -27,7 +27,8 @@ DEFAULT_DURATION = 10.0  # used when neither --requests nor --duration is given
 
 
 def _prog() -> str:
-    """How the user ran the load tester, for its usage line: grok-loadtest, or `run.py loadtest`."""
+    """How the user ran the load tester, for its usage line: grok-loadtest, `tornado-grok loadtest` or
+    `run.py loadtest`."""
     from tornado_grok.cli import prog
     name = os.path.basename(sys.argv[0]) if sys.argv else ""
     return name if name == "grok-loadtest" else prog("loadtest")
