@@ -102,7 +102,7 @@ def test_keys_file_corrupted_while_running_keeps_the_last_good_keys(tmp_path, mo
         with open(path, "w") as f:
             f.write('{"keys": [\n  {"name": "good",\n')  # cut short, as a full disk or a bad edit leaves it
         bad_line = "keys file %s: line 3 column 1: not valid JSON" % path
-        # Unknown keys make the gateway look at the file again (at most once a second).
+        # Unknown keys make the gateway look at the file again (read again only when it changed).
         r, = wait_until(lambda: (lambda r: [r] if bad_line in gateway.stderr else None)(
             models(gateway, "tg-unknown")), timeout=10)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
@@ -119,5 +119,20 @@ def test_keys_file_corrupted_while_running_keeps_the_last_good_keys(tmp_path, mo
         wait_until(lambda: models(gateway, fresh).status_code == 200, timeout=10)
         assert models(gateway, good).status_code == 401  # not in the repaired file
         assert gateway.stderr.count(bad_line) == 1
+    finally:
+        gateway.stop()
+
+
+def test_a_key_added_right_after_an_unknown_key_was_refused_works_at_once(tmp_path, mock):
+    """The gateway looked at the file for the unknown key a moment ago; the next look, for the new
+    key, must not wait (it waited up to a second, and the new key got a 401 meanwhile)."""
+    folder = str(tmp_path)
+    path = os.path.join(folder, "keys.json")
+    servers.add_key(path, "first")
+    gateway = servers.start_gateway(folder, mock.base)
+    try:
+        assert models(gateway, "tg-unknown").status_code == 401
+        added = servers.add_key(path, "added")
+        assert models(gateway, added).status_code == 200
     finally:
         gateway.stop()

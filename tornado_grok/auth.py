@@ -55,7 +55,6 @@ class KeyStore:
         self._extra = list(extra or [])
         self._by_digest: dict[str, ClientKey] = {}
         self._mtime = None
-        self._checked = 0.0
         self.generation = 0  # bumped on every reload, so caches of per-key data can tell
         self.reload()
 
@@ -70,16 +69,14 @@ class KeyStore:
         self.generation += 1
 
     def _maybe_reload(self) -> None:
-        """Picks up keys added by `run.py keys add` while running, at most once a second.
+        """Picks up keys added by `run.py keys add` while running: called for a key not known, it
+        reads the file again when the file changed (one stat, about a microsecond, otherwise). A key
+        works from the first request after it was added, even right after an unknown key's 401.
 
         A file that went bad while running (a hand edit, a full disk) does not take the gateway down
         or turn requests into 500s: the last good keys stay in force, and the problem is logged once
         per change of the file.
         """
-        now = time.monotonic()
-        if now - self._checked < 1.0:
-            return
-        self._checked = now
         try:
             stamp = _stamp(self.path)
         except KeysFileError as e:
