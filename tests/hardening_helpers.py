@@ -73,8 +73,8 @@ def connect(gateway, timeout: float = 10.0) -> socket.socket:
     return socket.create_connection(("127.0.0.1", gateway.port), timeout=timeout)
 
 
-def raw_request(method: str, path: str, headers: dict, body: bytes = b"") -> bytes:
-    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"]
+def raw_request(method: str, path: str, headers: dict, body: bytes = b"", version: str = "HTTP/1.1") -> bytes:
+    lines = ["%s %s %s" % (method, path, version), "Host: 127.0.0.1"]
     lines += ["%s: %s" % (k, v) for k, v in headers.items()]
     if body or method in ("POST", "PUT"):
         lines.append("Content-Length: %d" % len(body))
@@ -112,19 +112,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def open_stream(gateway, key: str, body: dict, **headers) -> socket.socket:
+def open_stream(gateway, key: str, body: dict, version: str = "HTTP/1.1", **headers) -> socket.socket:
     """Sends a streaming chat request on a raw socket and returns the socket, nothing read yet."""
     s = connect(gateway)
     payload = json.dumps(body).encode()
-    s.sendall(raw_request("POST", "/api/v1/chat/completions", auth(key, **headers), payload))
+    s.sendall(raw_request("POST", "/api/v1/chat/completions", auth(key, **headers), payload, version))
     return s
 
 
-def read_until(sock: socket.socket, marker: bytes, got: bytes = b"", timeout: float = 30.0) -> bytes:
-    """Reads until `marker` was received; fails after `timeout` seconds in all."""
+def read_until(sock: socket.socket, marker: bytes, got: bytes = b"", timeout: float = 30.0,
+               count: int = 1) -> bytes:
+    """Reads until `marker` was received (`count` times); fails after `timeout` seconds in all."""
     deadline = time.monotonic() + timeout
-    while marker not in got:
-        piece = _recv(sock, 65536, deadline, lambda: "%r; got %r" % (marker, got[-300:]))
+    while got.count(marker) < count:
+        piece = _recv(sock, 65536, deadline, lambda: "%d x %r; got %r" % (count, marker, got[-300:]))
         if not piece:
             raise AssertionError("connection closed before %r; got %r" % (marker, got[-300:]))
         got += piece

@@ -58,26 +58,23 @@ def _nodelay(gateway, client: socket.socket) -> int:
         s.close()
 
 
-def _request(host: str, key: str, scenario: str) -> bytes:
-    body = json.dumps(chat_body()).encode()
-    return (b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer %s\r\nX-Mock-Scenario: %s\r\nX-Mock-Test-Id: %s\r\n"
-            b"Content-Length: %d\r\n\r\n" % (host.encode(), key.encode(), scenario.encode(),
-                                             uuid.uuid4().hex.encode(), len(body)) + body)
-
-
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs os.pidfd_open (Linux, Python 3.9+)")
 def test_each_stream_on_a_kept_alive_connection_is_sent_with_nodelay(gateway, key):
-    host, port = gateway.url.split("//")[1].split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as client:
+    body = json.dumps(chat_body()).encode()
+
+    def request(scenario: str) -> bytes:
+        headers = hh.auth(key, **{"X-Mock-Scenario": scenario, "X-Mock-Test-Id": uuid.uuid4().hex})
+        return hh.raw_request("POST", "/api/v1/chat/completions", headers, body)
+
+    with hh.connect(gateway) as client:
         # A whole first stream: after it tornado has turned TCP_NODELAY off on this connection.
-        client.sendall(_request(host, key, "story"))
+        client.sendall(request("story"))
         first = hh.read_until(client, b"data: [DONE]\n\n\r\n0\r\n\r\n")
         assert first.startswith(b"HTTP/1.1 200 OK")
         # (Tornado does that once the response's last write has completed: wait for it.)
         wait_until(lambda: _nodelay(gateway, client) == 0)
         # The second stream on the same connection, open (the mock stalls after three events).
-        client.sendall(_request(host, key, "stall"))
-        second = hh.read_until(client, b'"content":" a time,"', got=b"")
+        client.sendall(request("stall"))
+        second = hh.read_until(client, b'"content":" a time,"')
         assert second.startswith(b"HTTP/1.1 200 OK")
         assert _nodelay(gateway, client) == 1

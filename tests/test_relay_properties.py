@@ -9,7 +9,6 @@ import json
 import os
 
 import pytest
-import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests import hardening_helpers as hh
@@ -145,10 +144,9 @@ def test_an_upstream_that_sends_more_after_done_is_let_finish_and_its_connection
     event = b'data: {"id":"a","choices":[]}\n\n'
     first = ask(relay, [event, DONE, b": a comment after the end\n\n", b'data: {"id":"late"}\n\n'])
     assert (first.status_code, first.content) == (200, event + DONE)
-    # The client's response ended at [DONE]; the upstream's ends a moment later (open_streams counts
-    # a stream until its upstream transfer is over, when curl puts the connection back in its cache).
-    gateway = relay[1]
-    servers.wait_until(lambda: requests.get(gateway.url + "/readyz", timeout=5).json()["open_streams"] == 0)
+    # The client's response ended at [DONE]; the upstream's ends a moment later, when curl puts the
+    # connection back in its cache (the gateway then holds no stream and no upstream transfer).
+    hh.wait_idle(relay[1])
     second = ask(relay, [event, DONE])
     assert (second.status_code, second.content) == (200, event + DONE)
     assert upstream.peers[-1] == upstream.peers[-2]

@@ -11,10 +11,7 @@ import requests
 
 from tests import hardening_helpers as hh
 from tests.servers import wait_until
-from tests.wire import SEED_MODEL, direct, events, post
-
-UPSTREAM_MODEL = b'"model":"grok-4.20-non-reasoning"'
-CLIENT_MODEL = b'"model":"grok-4-1-fast-non-reasoning"'
+from tests.wire import CLIENT_MODEL, SEED_MODEL, UPSTREAM_MODEL, direct, events, post
 TERMINALS = (b"event: response.completed\n", b"event: response.incomplete\n", b"event: response.failed\n")
 
 

@@ -7,10 +7,7 @@ event and never with [DONE].
 
 import pytest
 
-from tests.wire import SEED_MODEL, chat_body, data_events, direct, events, post
-
-UPSTREAM_MODEL = b'"model":"grok-4.20-non-reasoning"'
-CLIENT_MODEL = b'"model":"grok-4-1-fast-non-reasoning"'
+from tests.wire import CLIENT_MODEL, SEED_MODEL, UPSTREAM_MODEL, chat_body, data_events, direct, events, post
 
 
 def through(gateway, headers, scenario, **extra):

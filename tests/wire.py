@@ -6,6 +6,9 @@ import requests
 
 SEED_PROMPT = "Write a short story about a space adventure"
 SEED_MODEL = "grok-4-1-fast-non-reasoning"
+# The seed's model is an alias: the mock sees the upstream name, the client gets its own name back.
+UPSTREAM_MODEL = b'"model":"grok-4.20-non-reasoning"'
+CLIENT_MODEL = b'"model":"grok-4-1-fast-non-reasoning"'
 
 
 def chat_body(content=SEED_PROMPT, model=SEED_MODEL, stream=True, **extra):

@@ -197,7 +197,7 @@ class StreamRelay:
     def _write(self, out: list) -> None:
         if self.closed:
             return
-        data = b"".join(out)  # one read's bytes: join returns a lone bytes object itself, no copy
+        data = b"".join(out)  # the events of one read, or a keep-alive: a lone bytes object is returned as is
         self.bytes_out += len(data)
         if self.stream is not None and self.call is not None and self.call.in_callback:
             # Inside libcurl, which may hand over several reads in one socket_action: gather them,
