@@ -250,7 +250,14 @@ class StreamRelay:
     def _on_drained(self, future) -> None:
         # A failed flush means the client is gone: client_gone() cancels the transfer instead.
         if not self.closed and not future.cancelled() and future.exception() is None:
-            self.call.resume()
+            self.resume_upstream()
+
+    def resume_upstream(self) -> None:
+        """Reads the upstream again after backpressure paused it. The idle timeout counts from now:
+        a paused transfer is not read, so the last read before the pause says nothing of the
+        upstream (a sweep between the resume and the next read would otherwise end the stream)."""
+        self.last_read = time.monotonic()
+        self.call.resume()
 
     def _send_headers(self) -> None:
         self.headers_sent = True

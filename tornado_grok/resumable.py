@@ -145,7 +145,7 @@ class StoredStream:
             if self.nbytes > self.high_water and not call.paused:
                 call.pause()
             elif self.nbytes <= self.high_water and call.paused:
-                call.resume()
+                relay.resume_upstream()
 
     # -- the readers' side ------------------------------------------------------------------------
 
