@@ -11,11 +11,14 @@ nothing depends on it (a test of a relay must give the same answer however the r
 """
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
 
 import tornado.web
 
+from tests import servers
 from tests.thread_server import ThreadServer
 
 
@@ -27,13 +30,15 @@ class _ScriptHandler(tornado.web.RequestHandler):
     async def post(self, _prefix):
         self.peers.append(self.request.connection.stream.socket.getpeername())
         body = json.loads(self.request.body)
-        pieces = self.scripts.pop(body["messages"][-1]["content"], None)
-        if pieces is None:
+        script = self.scripts.pop(body["messages"][-1]["content"], None)
+        if script is None:
             self.set_status(404)
             self.finish({"code": "not_found", "error": "no such script"})
             return
+        status, content_type, pieces = script
         self.request.connection.stream.set_nodelay(True)
-        self.set_header("Content-Type", "text/event-stream")
+        self.set_status(status)
+        self.set_header("Content-Type", content_type)
         for piece in pieces:
             if piece:
                 self.write(piece)
@@ -53,8 +58,28 @@ class CutUpstream(ThreadServer):
                                              {"scripts": self.scripts, "peers": self.peers})]))
         self.url = "http://127.0.0.1:%d/v1" % self.port
 
-    def script(self, pieces: list) -> str:
-        """Registers the pieces of one response; returns the id to send as the last user message."""
+    def script(self, pieces: list, status: int = 200, content_type: str = "text/event-stream") -> str:
+        """Registers the pieces of one response (a 200 event stream unless `status` and
+        `content_type` say otherwise); returns the id to send as the last user message."""
         sid = "script-%d" % next(self._ids)
-        self.scripts[sid] = list(pieces)
+        self.scripts[sid] = (status, content_type, list(pieces))
         return sid
+
+
+@contextlib.contextmanager
+def gateway_before(folder: str):
+    """A CutUpstream and a gateway in front of it (no rate limit, debug endpoints on):
+    (upstream, gateway, key)."""
+    upstream = CutUpstream()
+    try:
+        g = servers.start_gateway(os.path.join(folder, "gw"), upstream.url,
+                                  {"debug_endpoints": True, "requests_per_minute": 0, "concurrent_requests": 0})
+    except Exception:
+        upstream.close()
+        raise
+    try:
+        key = servers.add_key(os.path.join(folder, "gw", "keys.json"), "cut")
+        yield upstream, g, key
+    finally:
+        g.stop()
+        upstream.close()

@@ -43,3 +43,19 @@ def test_an_http_1_0_client_gets_the_events_unframed_until_the_connection_closes
     assert head.split(b" ", 2)[1] == b"200"  # (tornado names its own version, HTTP/1.1, in the reply)
     assert b"transfer-encoding" not in head.lower()
     assert got == story.content.replace(UPSTREAM_MODEL, CLIENT_MODEL)
+
+
+def test_keepalives_go_out_while_the_upstream_is_silent(make_gateway, mock):
+    """A keep-alive is written by the sweep, outside any upstream read: it goes out at once, not with
+    the next socket_action of the upstream's transfer (here: none until a libcurl timer, ten seconds
+    away, or the idle timeout, a minute away). Three are due within 0.3 s; the test waits 5 s."""
+    g, key = make_gateway(settings={"keepalive_interval": 0.1, "idle_timeout": 60})
+    test_id = uuid.uuid4().hex
+    mock.set_fault(test_id, {"stall_after": 2})
+    try:
+        with hh.open_stream(g, key, chat_body(), **{"X-Mock-Scenario": "story", "X-Mock-Test-Id": test_id}) as s:
+            got = hh.read_until(s, b": keep-alive\n\n", count=3, timeout=5)
+            assert got.count(b"data: {") == 2
+            assert mock.journal(test_id)[-1]["ended"] is None  # the upstream is still open and silent
+    finally:
+        mock.clear_faults(test_id)

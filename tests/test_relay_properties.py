@@ -6,14 +6,12 @@ joins back into the same JSON), `[DONE]` when the upstream sent it, and for an e
 JSON but not an object the documented 502 error event, never "internal error"."""
 
 import json
-import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests import hardening_helpers as hh
-from tests import servers
-from tests.cut_upstream import CutUpstream
+from tests.cut_upstream import gateway_before
 from tests.wire import post
 
 RELAY = settings(max_examples=60, deadline=None, database=None, derandomize=True,
@@ -25,20 +23,8 @@ EOLS = [b"\n", b"\r\n", b"\r"]
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory):
-    upstream = CutUpstream()
-    folder = str(tmp_path_factory.mktemp("relay-props"))
-    try:
-        g = servers.start_gateway(os.path.join(folder, "gw"), upstream.url,
-                                  {"debug_endpoints": True, "requests_per_minute": 0, "concurrent_requests": 0})
-    except Exception:
-        upstream.close()
-        raise
-    try:
-        key = servers.add_key(os.path.join(folder, "gw", "keys.json"), "props")
-        yield upstream, g, key
-    finally:
-        g.stop()
-        upstream.close()
+    with gateway_before(str(tmp_path_factory.mktemp("relay-props"))) as relay:
+        yield relay
 
 
 def ask(relay, pieces: list):

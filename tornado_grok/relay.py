@@ -72,8 +72,7 @@ class StreamRelay:
         self.saw_done = False  # the dialect's end event ([DONE], a terminal Responses event) was seen
         self.closed = False  # nothing more goes to the client
         self.status = 0
-        self.error_body = []
-        self.error_size = 0
+        self.error_body = bytearray()
         self.events = 0
         self.bytes_out = 0
         self.keepalives = 0
@@ -118,10 +117,12 @@ class StreamRelay:
         self.last_read = time.monotonic()
         self.status = status = self.call.status
         if status != 200:
-            if self.error_size >= MAX_ERROR_BODY:
-                return WRITE_ABORT  # enough to quote; an endless error body is not read to its end
-            self.error_body.append(chunk)
-            self.error_size += len(chunk)
+            # The first MAX_ERROR_BODY bytes are quoted (_upstream_finished); a body that goes past
+            # them is cut there, not read to its end. One that ends within them is read whole, so
+            # that its connection can be reused.
+            self.error_body += chunk
+            if len(self.error_body) > MAX_ERROR_BODY:
+                return WRITE_ABORT
             return
         if self.parser.pending():
             # Finish the event the last read cut in two through the parser, then go on as usual.
@@ -199,7 +200,7 @@ class StreamRelay:
             return
         data = b"".join(out)  # the events of one read, or a keep-alive: a lone bytes object is returned as is
         self.bytes_out += len(data)
-        if self.stream is not None and self.call is not None and self.call.in_callback:
+        if self.stream is not None and self.call.in_callback:  # (the call exists before any write)
             # Inside libcurl, which may hand over several reads in one socket_action: gather them,
             # and UpstreamClient sends them as one chunk when that socket_action returns (still in
             # this IOLoop turn). One send per turn instead of one per read.
@@ -228,9 +229,6 @@ class StreamRelay:
             connection = self.handler.request.connection
             if getattr(connection, "_chunking_output", False):
                 self.stream = connection.stream
-            stream = getattr(connection, "stream", None)
-            if stream is None or stream.closed():
-                return  # the client is gone (the write may have found out): on_connection_close follows
         else:
             # Later events go straight to the connection's IOStream as HTTP/1.1 chunks, without the
             # two futures and callbacks per write of RequestHandler.flush; the order is the
@@ -239,8 +237,8 @@ class StreamRelay:
                 flushed = self.stream.write(b"%x\r\n%s\r\n" % (len(data), data))
             except StreamClosedError:
                 return  # on_connection_close follows
-            if self.stream.closed():
-                return  # this write found the client gone (EPIPE, reset): on_connection_close follows
+        # A write that found the client gone (EPIPE, reset) closed its stream, and a closed stream
+        # owes nothing (unsent_bytes is 0): no pause for it; on_connection_close follows.
         call = self.call
         if call is not None and not call.paused and self.handler.unsent_bytes() > self.high_water:
             # Backpressure: stop reading the upstream until this client has taken what it owes.
@@ -271,7 +269,7 @@ class StreamRelay:
         if not self.status and response.code != 599:
             self.status = response.code
         if self.status and self.status != 200:
-            body = b"".join(self.error_body)
+            body = bytes(self.error_body[:MAX_ERROR_BODY])
             self.abort(errors.from_upstream(self.status, body, self.call.headers(),
                                            self.gateway.upstream.secrets), Outcome.UPSTREAM_ERROR)
         elif response.code == 599:
@@ -340,15 +338,26 @@ class StreamRelay:
         """Called by Gateway.sweep: timeouts and keep-alives."""
         if self.closed:
             return
-        if self.first_event_at is None and now - self.started > c.first_event_timeout:
-            self.abort(errors.timeout("first_event"), Outcome.TIMEOUT)
-        elif self.first_event_at is not None and now - self.last_read > c.idle_timeout \
-                and not (self.call is not None and self.call.paused):
-            self.abort(errors.timeout("idle"), Outcome.TIMEOUT)
-        elif now - self.started > c.total_timeout:
-            self.abort(errors.timeout("total"), Outcome.TIMEOUT)
-        elif now - self.last_write >= c.keepalive_interval:
+        what = self.due(now, c)
+        if what == "keepalive":
             self.keep_alive(now)
+        elif what is not None:
+            self.abort(errors.timeout(what), Outcome.TIMEOUT)
+
+    def due(self, now: float, c) -> str | None:
+        """What the sweep owes this stream at `now` (Config `c`): the timeout it has passed (its
+        seconds are past, strictly), else "keepalive" once keepalive_interval has passed since the
+        last write, else None. A stream paused by backpressure is not idle."""
+        if self.first_event_at is None and now - self.started > c.first_event_timeout:
+            return "first_event"
+        if self.first_event_at is not None and now - self.last_read > c.idle_timeout \
+                and not (self.call is not None and self.call.paused):
+            return "idle"
+        if now - self.started > c.total_timeout:
+            return "total"
+        if now - self.last_write >= c.keepalive_interval:
+            return "keepalive"
+        return None
 
     def keep_alive(self, now: float) -> None:
         """A comment the client's SDK ignores, so that idle proxies keep the connection open."""
