@@ -8,6 +8,7 @@ clock is the `now` the sweep passes in.
 """
 
 import math
+import time
 import types
 
 import pytest
@@ -81,3 +82,29 @@ def test_a_keepalive_is_due_once_the_interval_has_gone_by_since_the_last_write(r
     relay.last_read = relay.last_write = START + 50.0
     assert relay.due(before(START + 55.0), C) is None
     assert relay.due(START + 55.0, C) == "keepalive"
+
+
+class Transfer:
+    """Stands for the upstream transfer (upstream.UpstreamCall), of which the relay reads `paused`
+    and calls resume()."""
+
+    def __init__(self):
+        self.paused = True
+
+    def resume(self):
+        self.paused = False
+
+
+def test_after_a_backpressure_pause_the_idle_gap_counts_from_the_resume(relay):
+    """A client that read nothing for longer than idle_timeout paused the upstream; once it drains,
+    the sweep right after the resume must not take the old last read for an idle upstream. (The
+    real clock: resume_upstream reads it.)"""
+    now = time.monotonic()
+    relay.started = relay.first_event_at = relay.last_read = now - 40.0
+    relay.call = Transfer()
+    assert quiet(relay, now) is None  # paused: not idle
+    relay.resume_upstream()
+    assert not relay.call.paused
+    assert quiet(relay, time.monotonic()) is None
+    assert quiet(relay, relay.last_read + 10.0) is None
+    assert quiet(relay, after(relay.last_read + 10.0)) == "idle"
