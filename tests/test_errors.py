@@ -91,6 +91,8 @@ def test_curl_numbers_are_libcurls():
     (405, "invalid_request_error"), (413, "invalid_request_error"), (422, "invalid_request_error"),
     (429, "rate_limit_error"), (502, "upstream_error"), (503, "service_unavailable"), (504, "timeout_error"),
     (403, "permission_error"), (500, "api_error"), (409, "invalid_request_error"), (410, "invalid_request_error"),
+    # the edges of the 4xx range that the table does not name
+    (431, "invalid_request_error"), (499, "invalid_request_error"), (399, "api_error"),
 ])
 def test_the_type_of_each_status(status, kind):
     err = GatewayError(status, "x")
@@ -142,6 +144,15 @@ def test_more_upstream_statuses():
     assert (odd.status, odd.message, odd.code) == (499, "upstream returned HTTP 499", "upstream_499")
     five = errors.from_upstream(500, b"", None, ())
     assert five.message == "upstream error (HTTP 500): upstream returned HTTP 500"
+    below = errors.from_upstream(399, b"", None, ())  # under 400 is not the client's error: unexpected
+    assert (below.status, below.message, below.code) == (502, "unexpected upstream response (HTTP 399): "
+                                                               "upstream returned HTTP 399", "upstream_399")
+
+
+def test_an_upstream_answer_over_max_upstream_body():
+    err = errors.upstream_too_large(1234)
+    assert (err.status, err.kind, err.code) == (502, "upstream_error", "upstream_too_large")
+    assert err.message == "the upstream's answer is larger than max_upstream_body (1234 bytes)"
 
 
 def test_a_long_non_json_upstream_body_is_cut_at_300_characters():
