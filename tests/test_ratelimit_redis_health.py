@@ -18,8 +18,9 @@ from tornado_grok import ratelimit_redis
 from tornado_grok.accounting_redis import RedisAccounting
 from tornado_grok.config import Config
 from tornado_grok.ratelimit import Limits, MemoryLimiter
-from tornado_grok.ratelimit_redis import (RedisHealth, RedisLimiter, Unavailable, connect, make_limiter,
+from tornado_grok.ratelimit_redis import (RedisHealth, RedisLimiter, Unavailable, connect,
                                           patient_timeout, safe_url)
+from tornado_grok.stores import make_limiter
 
 pytestmark = skip_unless_available()
 

@@ -10,7 +10,7 @@ import collections
 
 from .accounting import Accounting, count
 from .errors import GatewayError
-from .ratelimit_redis import PREFIX, RedisHealth, RedisLimiter, Unavailable, connect
+from .ratelimit_redis import PREFIX, RedisHealth, Unavailable
 
 
 class RedisAccounting:
@@ -74,13 +74,3 @@ class RedisAccounting:
         if self._pending and not self.health.down and not self._flushing:
             await self.flush()
         await self.health.done()
-
-
-def make_accounting(config, limiter=None):
-    """Accounting in Redis when the limiter is (sharing its connection and outage state), else in memory."""
-    if config.ratelimit_backend != "redis":
-        return Accounting()
-    if isinstance(limiter, RedisLimiter):
-        return RedisAccounting(limiter.health)
-    return RedisAccounting(RedisHealth(connect(config.redis_url, config.redis_timeout), config.redis_url,
-                                       config.redis_failure_mode, timeout=config.redis_timeout))

@@ -423,11 +423,3 @@ class RedisLimiter:
         if self._renewer is not None:
             self._renewer.cancel()
         await self.health.done()
-
-
-def make_limiter(config):
-    """The limiter config.ratelimit_backend asks for: MemoryLimiter, or RedisLimiter on config.redis_url."""
-    if config.ratelimit_backend == "redis":
-        return RedisLimiter(connect(config.redis_url, config.redis_timeout), config.redis_url,
-                            config.redis_failure_mode, config.lease_seconds, timeout=config.redis_timeout)
-    return MemoryLimiter()

@@ -12,10 +12,8 @@ from . import accesslog, auth, metrics, redact
 from .app import make_app
 from .config import Config, ConfigError
 from .connections import ConnectionSlots, GatewayHTTPServer
-from .accounting_redis import make_accounting
 from .gateway import Gateway
-from .ratelimit_redis import make_limiter
-from .streamstore_redis import make_stream_store
+from .stores import make_accounting, make_limiter, make_stream_store
 
 log = logging.getLogger("tornado_grok")
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a worker that cannot start with this configuration

@@ -407,11 +407,3 @@ class RedisStreamStore(MemoryStreamStore):
             task.cancel()
         await self.redis.aclose()
         await self.blocking.aclose()
-
-
-def make_stream_store(config):
-    """The store config.stream_store asks for."""
-    if config.stream_store == "redis":
-        return RedisStreamStore(config)
-    return MemoryStreamStore(config)
-
