@@ -36,8 +36,8 @@ from tests.mock_helpers import start_mock
 def pytest_configure(config):
     """The project's bytecode, compiled once per run. The suite starts some 300 gateway and mock
     processes; where PYTHONDONTWRITEBYTECODE is set (it is on this project's machines) none of them
-    keeps what it compiled, so each compiled every module again: 0.1 s of CPU per start, a tenth of
-    the suite's CPU. Written where Python always writes it (the gitignored __pycache__ folders),
+    keeps what it compiled, so each compiled every module again: about 0.05 s of CPU per start
+    (bench/gateway_start.py), some 15 s per run. Written where Python always writes it (the gitignored __pycache__ folders),
     checked against the source's hash, not its mtime, so that an edited module (or a mutant of
     bench/mutation.py, written within the same second at the same size) is never run stale."""
     if hasattr(config, "workerinput") or not sys.dont_write_bytecode:
