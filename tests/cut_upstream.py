@@ -18,8 +18,10 @@ import os
 
 import tornado.web
 
+from tests import hardening_helpers as hh
 from tests import servers
 from tests.thread_server import ThreadServer
+from tests.wire import post
 
 
 class _ScriptHandler(tornado.web.RequestHandler):
@@ -83,3 +85,12 @@ def gateway_before(folder: str):
     finally:
         g.stop()
         upstream.close()
+
+
+def ask(relay, pieces: list, **script):
+    """A streamed chat request through `relay` (gateway_before's triple) whose upstream answer is
+    `pieces` (`script`: the status and content type, as for CutUpstream.script); the response, read whole."""
+    upstream, gateway, key = relay
+    sid = upstream.script(pieces, **script)
+    body = {"model": "relay-test", "stream": True, "messages": [{"role": "user", "content": sid}]}
+    return post(gateway.base + "/chat/completions", body, hh.auth(key), timeout=30)

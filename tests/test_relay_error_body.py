@@ -11,8 +11,7 @@ import json
 import pytest
 
 from tests import hardening_helpers as hh
-from tests.cut_upstream import gateway_before
-from tests.wire import post
+from tests.cut_upstream import ask, gateway_before
 
 LIMIT = 64 * 1024
 
@@ -30,11 +29,8 @@ def error_body(size: int) -> bytes:
 
 
 def ask_error(relay, body: bytes):
-    upstream, gateway, key = relay
     pieces = [body[i:i + 16384] for i in range(0, len(body), 16384)]
-    sid = upstream.script(pieces, status=400, content_type="application/json")
-    request = {"model": "relay-test", "stream": True, "messages": [{"role": "user", "content": sid}]}
-    r = post(gateway.base + "/chat/completions", request, hh.auth(key), timeout=30)
+    r = ask(relay, pieces, status=400, content_type="application/json")
     assert r.status_code == 400, r.content[:300]
     event = r.content
     assert event.startswith(b"data: ") and event.endswith(b"\n\n"), event[:300]

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests import hardening_helpers as hh
-from tests.cut_upstream import gateway_before
-from tests.wire import post
+from tests.cut_upstream import ask, gateway_before
 
 RELAY = settings(max_examples=60, deadline=None, database=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -25,13 +24,6 @@ EOLS = [b"\n", b"\r\n", b"\r"]
 def relay(tmp_path_factory):
     with gateway_before(str(tmp_path_factory.mktemp("relay-props"))) as relay:
         yield relay
-
-
-def ask(relay, pieces: list):
-    upstream, gateway, key = relay
-    sid = upstream.script(pieces)
-    body = {"model": "relay-test", "stream": True, "messages": [{"role": "user", "content": sid}]}
-    return post(gateway.base + "/chat/completions", body, hh.auth(key), timeout=30)
 
 
 def cut(raw: bytes, points) -> list:
