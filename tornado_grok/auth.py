@@ -107,6 +107,10 @@ class KeyStore:
             raise _unauthorized("Invalid authentication token")  # the seed's own words
         return found
 
+    def by_digest(self, key_digest: str) -> ClientKey | None:
+        """The key of this digest (a stream's owner, resumed with its token), or None."""
+        return self._by_digest.get(key_digest)
+
     def __len__(self) -> int:
         return len(self._by_digest)
 

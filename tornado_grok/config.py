@@ -59,6 +59,9 @@ class Config:
     resume_max_events: int = 100000
     stream_store: str = "memory"
     resume_heartbeat: float = 1.0
+    resume_key_bytes: int = 128 * 1024 * 1024
+    resume_total_bytes: int = 512 * 1024 * 1024
+    resume_requests_per_minute: int = 0  # 0: ten times the key's requests_per_minute
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
@@ -103,7 +106,8 @@ class Config:
                      "keepalive_interval", "drain_seconds", "lease_seconds", "header_timeout",
                      "keepalive_timeout", "body_timeout", "max_header_size", "max_header_count",
                      "max_connections", "redis_timeout", "resume_window", "resume_retention",
-                     "resume_max_bytes", "resume_max_events", "resume_heartbeat"):
+                     "resume_max_bytes", "resume_max_events", "resume_heartbeat", "resume_key_bytes",
+                     "resume_total_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         for origin in self.cors_origins:
@@ -111,6 +115,8 @@ class Config:
                 raise ConfigError("cors_origins: %r is not an origin (scheme://host[:port], or \"*\")" % origin)
         if self.cors_max_age < 0:
             raise ConfigError("cors_max_age must not be negative")
+        if self.resume_requests_per_minute < 0:
+            raise ConfigError("resume_requests_per_minute must not be negative")
         for name in ("log_queue_bytes", "max_upstream_body"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)

@@ -34,6 +34,7 @@ from tornado.iostream import StreamClosedError
 
 from .errors import GatewayError
 from .relay import Outcome, StreamRelay
+from .streambudget import StreamBudget
 
 log = logging.getLogger("tornado_grok")
 
@@ -91,6 +92,8 @@ class StoredStream:
         self.response_id = None  # a Responses stream's response id (from its response.created event)
         self.left_at = time.monotonic()  # when the last reader left
         self.ended_at = 0.0
+        self.share = None  # its key's Share of the store's StreamBudget (set by the store's create)
+        self.seqs = None  # a Responses stream: the sequence_number of each block's first event
 
     def allows(self, key_digest: str | None, token: str | None) -> bool:
         """Whether a client holding this key (digest) or this token may read or cancel the stream."""
@@ -109,11 +112,18 @@ class StoredStream:
         self.firsts.append(first)
         self.count += n
         self.nbytes += len(framed)
+        if self.seqs is not None:
+            self.seqs.append(first_sequence(data, self.seqs))
         if self.resumable and (self.nbytes > self.max_bytes or self.count > self.max_events):
             self.resumable = False
             log.warning("stream %s is no longer resumable: over resume_max_bytes (%d) or resume_max_events "
                         "(%d) after %d events, %d bytes", self.id, self.max_bytes, self.max_events,
                         self.count, self.nbytes)
+        if self.share is not None and self.share.charge(len(framed)) and self.resumable:
+            self.resumable = False
+            log.warning("stream %s is no longer resumable: its key is over resume_key_bytes (%d) or all "
+                        "keys over resume_total_bytes (%d) after %d events", self.id,
+                        self.share.budget.key_bytes, self.share.budget.total_bytes, self.count)
         return framed
 
     def publish(self) -> None:
@@ -136,9 +146,14 @@ class StoredStream:
         i = bisect.bisect_right(self.firsts, keep + 1) - 1  # the block holding the event after keep
         if i > 0 or (i == 0 and keep == self.count):
             end = len(self.blocks) if keep == self.count else i
-            self.nbytes -= sum(map(len, self.blocks[:end]))
+            dropped = sum(map(len, self.blocks[:end]))
+            self.nbytes -= dropped
+            if self.share is not None:
+                self.share.release(dropped)
             del self.blocks[:end]
             del self.firsts[:end]
+            if self.seqs is not None:
+                del self.seqs[:end]
         relay = self.relay
         call = relay.call if relay is not None else None
         if call is not None and not relay.closed:
@@ -179,6 +194,14 @@ class StoredStream:
     def sequence_reader(self, handler, after: int):
         """A reader for GET /responses/{id}?stream=true&starting_after=N (see SequenceFilter)."""
         return SequenceReader(handler, self, after)
+
+    def seek(self, after: int) -> int:
+        """The id of an event whose sequence_number is at most `after` and from which on the filter
+        has at most one block to look at (0: from the start): a bisect of the index, nothing parsed."""
+        if after < 0 or not self.seqs:
+            return 0
+        i = bisect.bisect_right(self.seqs, after)
+        return self.firsts[i - 1] if i > 0 else 0
 
 
 def gone(why: str) -> GatewayError:
@@ -358,6 +381,25 @@ class StreamReader:
 
 
 _ID_LINE = re.compile(rb"^id: \d+\n", re.M)
+_SEQUENCE = re.compile(rb'"sequence_number":\s*(\d{1,18})')
+_ERROR_EVENT = b"event: error\n"
+ALWAYS = 1 << 62  # an event the sequence filter always passes (an error event, one with no number)
+
+
+def event_sequence(data: bytes, start: int, end: int) -> int:
+    """The sequence_number of the event data[start:end] by a byte scan (no JSON parse: the key's
+    quotes are escaped inside any string, so only a member matches); ALWAYS for an error event or
+    an event without one."""
+    if data.startswith(_ERROR_EVENT, start):
+        return ALWAYS
+    found = _SEQUENCE.search(data, start, end)
+    return int(found.group(1)) if found is not None else ALWAYS
+
+
+def first_sequence(data: bytes, seqs: list) -> int:
+    """The index entry of a stored block: its first event's sequence_number, kept non-decreasing."""
+    number = event_sequence(data, 0, data.find(b"\n\n"))
+    return number if not seqs or number >= seqs[-1] else seqs[-1]
 _RESPONSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -385,7 +427,8 @@ class SequenceFilter:
     """Stored Responses events as GET /responses/{id}?stream=true&starting_after=N gives them: the
     events whose own `sequence_number` is over N, without the gateway's `id:` lines (the upstream's
     bytes exactly). Sequence numbers grow: once one event passes, every later one does, and only
-    the `id:` lines are cut."""
+    the `id:` lines are cut. The reader starts at the index's guess (StoredStream.seek), so this
+    looks at the events of one block at most, by a byte scan (event_sequence), never a JSON parse."""
 
     def __init__(self, after: int):
         self.after = after
@@ -397,23 +440,23 @@ class SequenceFilter:
         data = _ID_LINE.sub(b"", data)
         if self.passing:
             return data
-        events = data.split(b"\n\n")
-        events.pop()  # the empty piece after the last blank line
-        for i, event in enumerate(events):
-            obj = event_json(event)
-            number = obj.get("sequence_number") if obj is not None else None
+        start, after = 0, self.after
+        while True:  # one turn per event of data
+            end = data.find(b"\n\n", start)
+            if end < 0:
+                return b""
             # An error event always passes: one made with no event before it is numbered 0.
-            if type(number) is not int or number > self.after or obj.get("type") == "error":
+            if event_sequence(data, start, end) > after:
                 self.passing = True
-                return b"\n\n".join(events[i:]) + b"\n\n"
-        return b""
+                return data[start:] if start else data
+            start = end + 2
 
 
 class SequenceReader(StreamReader):
     """A StreamReader of a Responses stream by sequence_number (SequenceFilter), from its start."""
 
     def __init__(self, handler, entry: StoredStream, after: int):
-        super().__init__(handler, entry, 0, resumed=True)
+        super().__init__(handler, entry, entry.seek(after), resumed=True)
         self.filter = SequenceFilter(after)
 
     def _send(self, data: bytes) -> None:
@@ -430,12 +473,21 @@ class MemoryStreamStore:
         self.entries: dict = {}
         self.responses: dict = {}  # response id -> stream id, for GET /responses/{id}?stream=true
         self.tasks: set = set()
+        self.budget = StreamBudget(config.resume_key_bytes, config.resume_total_bytes)
+
+    async def admit(self, key_digest: str) -> str | None:
+        """None when a new stream of this key may be resumable; else the budget it is over (the
+        setting's name): the stream is then relayed as a plain one."""
+        return self.budget.refusal(key_digest)
 
     async def create(self, key_digest: str, dialect: str) -> tuple:
         """A new stream of this key, with events of `dialect` (dialect_name): (entry, token)."""
         stream_id, token = new_handle()
         entry = self.new_stream(stream_id, key_digest, token)
         entry.dialect = dialect
+        entry.share = self.budget.open(key_digest)
+        if dialect == "responses":
+            entry.seqs = []
         self.entries[stream_id] = entry
         return entry, token
 
@@ -483,6 +535,7 @@ class MemoryStreamStore:
             if entry.ended:
                 if now - entry.ended_at > c.resume_retention and not entry.readers:
                     del self.entries[entry.id]
+                    self.dropped(entry)
                     if entry.response_id is not None and self.responses.get(entry.response_id) == entry.id:
                         del self.responses[entry.response_id]
                 continue
@@ -493,10 +546,16 @@ class MemoryStreamStore:
                          entry.id, c.resume_window)
                 entry.relay.cancel(gone("no reader came back within resume_window (%gs)" % c.resume_window))
 
+    def dropped(self, entry: StoredStream) -> None:
+        """A stream left the store: its bytes leave its key's budget."""
+        if entry.share is not None:
+            self.budget.close(entry.share, entry.nbytes)
+
     def state(self) -> dict:
         return {"streams": len(self.entries),
                 "running": sum(1 for e in self.entries.values() if not e.ended),
-                "bytes": sum(e.nbytes for e in self.entries.values())}
+                "bytes": sum(e.nbytes for e in self.entries.values()),
+                "budget": self.budget.state()}
 
     async def close(self) -> None:
         pass

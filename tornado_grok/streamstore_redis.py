@@ -14,6 +14,11 @@ readers never wait for Redis) and mirrors it to Redis, so a reader on another pr
   tg:rs:{id}:r  refreshed by readers on other processes: the owner's resume_window counts them.
   tg:rs:resp:{response id}  a Responses stream's id, for GET /responses/{id}?stream=true (set when
                 its response.created event passes).
+  tg:rs:{id}:q  a Responses stream's index: sorted set of the first event id of each batch, scored
+                by that event's sequence_number, so that a reader anywhere seeks starting_after=N.
+  tg:rs:budget  sorted set of the processes holding stored streams (score: when their count expires);
+  tg:rs:budget:{process}  hash: the bytes of events this process wrote, in total (`*`) and per key
+                digest (streambudget.py); expires with the last stream it could hold.
 
 Every key expires: resume_retention after the stream ended (total_timeout + resume_retention while
 it runs). All writes go through one writer task, one pipeline per IOLoop turn for all streams, in
@@ -35,6 +40,25 @@ from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 from .errors import GatewayError
 from .ratelimit_redis import safe_url
 from .resumable import KEEPALIVE, MemoryStreamStore, SequenceFilter, StoredStream, error_event, gone
+
+BUDGET = "tg:rs:budget"
+# KEYS: the processes' set, this process's hash. ARGV: hash prefix, this process, key digest, now ms,
+# ttl ms. Registers this process (its hash outlives the stream being created), forgets processes whose
+# count expired, and returns what the others hold: in total, and for this key.
+ADMIT = """
+redis.call('ZADD', KEYS[1], ARGV[4] + ARGV[5], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+local total, key = 0, 0
+for _, other in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if other ~= ARGV[2] then
+    local held = redis.call('HMGET', ARGV[1] .. other, '*', ARGV[3])
+    total = total + (tonumber(held[1]) or 0)
+    key = key + (tonumber(held[2]) or 0)
+  end
+end
+return {total, key}
+"""
 
 log = logging.getLogger("tornado_grok")
 
@@ -75,6 +99,10 @@ def response_key(response_id: str) -> str:
     return PREFIX + "resp:" + response_id
 
 
+def index_key(stream_id: str) -> str:
+    return PREFIX + stream_id + ":q"
+
+
 class RedisStoredStream(StoredStream):
     """A StoredStream of this process, mirrored to Redis by the store's writer."""
 
@@ -84,6 +112,8 @@ class RedisStoredStream(StoredStream):
         self.unwritten: list = []  # framed events not yet sent to Redis
         self.written_end = False
         self.written_response = False
+        self.in_redis = 0  # bytes of events written to Redis, counted in this process's budget hash
+        self.gone = False  # dropped from the store: its bytes leave the budget hash
 
     def append(self, data: bytes) -> bytes:
         was_resumable = self.resumable
@@ -107,15 +137,24 @@ class RedisStoredStream(StoredStream):
     def write_to(self, pipe, c) -> None:
         """Queues this stream's new events (and its end) on the writer's pipeline."""
         m, e, o, _, _ = keys(self.id)
+        if self.gone or not self.resumable:
+            self.charge_redis(pipe, -self.in_redis)
+            if self.gone:
+                return
         if not self.resumable:
             if self.unwritten is not None:
                 self.unwritten = None
                 pipe.hset(m, "state", "overflow")
-                pipe.delete(e)
+                pipe.delete(e, index_key(self.id))
             return
         fields = {}
         if self.unwritten:
+            if self.seqs is not None:
+                self.index_to(pipe, c)
             fields[b"e"] = b"".join(self.unwritten)
+            if not self.in_redis:  # its first events: expire with the stream, should this process die
+                pipe.expire(e, int(c.total_timeout + c.resume_retention) + 60)
+            self.charge_redis(pipe, len(fields[b"e"]))
             self.unwritten = []
         if self.ended and not self.written_end:
             self.written_end = True
@@ -130,6 +169,24 @@ class RedisStoredStream(StoredStream):
             pipe.eval(FINISH, 3, m, e, o, int(c.resume_retention) + 1)
             if self.response_id is not None:
                 pipe.expire(response_key(self.response_id), int(c.resume_retention) + 1)
+            if self.seqs is not None:
+                pipe.expire(index_key(self.id), int(c.resume_retention) + 1)
+
+    def charge_redis(self, pipe, n: int) -> None:
+        """Counts n bytes (or releases -n) in this process's budget hash, in total and for the key."""
+        if n:
+            self.in_redis += n
+            h = BUDGET + ":" + self.store.instance
+            pipe.hincrby(h, "*", n)
+            pipe.hincrby(h, self.key_digest, n)
+
+    def index_to(self, pipe, c) -> None:
+        """The index entry of the batch being written: its first event's id, by sequence_number."""
+        i = len(self.blocks) - len(self.unwritten)  # blocks are never trimmed while resumable
+        q = index_key(self.id)
+        pipe.zadd(q, {str(self.firsts[i]): self.seqs[i]})
+        if not self.in_redis:
+            pipe.expire(q, int(c.total_timeout + c.resume_retention) + 60)
 
 
 class RemoteStream:
@@ -264,6 +321,18 @@ class SequenceRemoteReader(RemoteReader):
         super().__init__(handler, stream, 0)
         self.filter = SequenceFilter(after)
 
+    async def run(self) -> None:
+        after = self.filter.after
+        if after >= 0:  # the index: the last batch that starts at or before `after`, nothing parsed
+            try:
+                found = await self.store.redis.zrevrangebyscore(index_key(self.stream.id), after, "-inf",
+                                                                start=0, num=1)
+            except (RedisError, OSError, asyncio.TimeoutError):
+                found = []  # read from the start: RemoteReader.run says what Redis does next
+            if found:
+                self.pos = int(found[0])
+        await super().run()
+
     async def _write(self, data: bytes) -> None:
         out = self.filter(data)
         if out or not data:
@@ -289,6 +358,26 @@ class RedisStreamStore(MemoryStreamStore):
 
     def new_stream(self, stream_id: str, key_digest: str, token: str) -> StoredStream:
         return RedisStoredStream(stream_id, key_digest, token, self.config, self)
+
+    async def admit(self, key_digest: str) -> str | None:
+        """The budget check across processes: what the others hold (in Redis) lowers this process's
+        limits; if Redis does not answer, the last figures seen stand."""
+        c = self.config
+        ttl = int(1000 * (c.total_timeout + c.resume_retention)) + 120000
+        try:
+            total, key = await self.redis.eval(ADMIT, 2, BUDGET, BUDGET + ":" + self.instance, BUDGET + ":",
+                                               self.instance, key_digest, int(time.time() * 1000), ttl)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._failed(exc)
+        else:
+            self.budget.seen(int(total), key_digest, int(key))
+        return await super().admit(key_digest)
+
+    def dropped(self, entry) -> None:
+        super().dropped(entry)
+        entry.gone = True
+        self.dirty[entry] = None
+        self.wake.set()
 
     async def create(self, key_digest: str, dialect: str) -> tuple:
         self._start()

@@ -3,15 +3,18 @@ GET /api/v1/streams/{id} (resume: the events after Last-Event-ID, then live) and
 
 The resume URL carries a per-stream capability token (`?token=`), so that a browser's
 `new EventSource(resumeUrl)` resumes without headers (it sends its own Last-Event-ID); without a
-token, the key that started the stream must be sent. A resume is not a new request: no rate limit,
-no concurrency slot (the stream already holds one while its upstream runs).
+token, the key that started the stream must be sent. A resume is not a new request: it takes nothing
+from the request rate limit and no concurrency slot (the stream already holds one while its upstream
+runs); resumes and retrievals from the store have a budget of their own (resume_budget).
 """
 
 import functools
 
 from ..errors import GatewayError
+from ..ratelimit import Limits
+from ..relay import StreamRelay
 from ..resumable import ResumableRelay, StreamReader, dialect_name, gone
-from .base import BaseHandler, release_slot
+from .base import BaseHandler, backend_call, release_slot
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -34,6 +37,15 @@ def wants_resumable(handler) -> bool:
 async def start(handler, dialect, asked: str, sent: str, body: bytes | None, *run_args) -> None:
     """Starts the relay of a resumable stream on its own and reads it as its first reader."""
     gateway = handler.gateway
+    over = await gateway.stream_store.admit(handler.key.digest)
+    if over is not None:
+        # Past a budget of stored stream bytes (streambudget.py): a plain stream, and the client is told.
+        handler.set_header("X-Resumable", "false")
+        handler.set_header("X-Resumable-Reason", over)
+        handler.log_fields["not_resumable"] = over
+        handler.relay = relay = StreamRelay(handler, gateway, asked, sent, dialect)
+        await relay.run(body, handler.forward_headers(), *run_args)
+        return
     entry, token = await gateway.stream_store.create(handler.key.digest, dialect_name(dialect))
     handler.set_header("X-Stream-Id", entry.id)
     handler.set_header("X-Resume-Url", "/api/v1/streams/%s?token=%s" % (entry.id, token))
@@ -51,16 +63,39 @@ async def serve_response(handler, response_id: str, after: int) -> bool:
     whose sequence_number is over N (all: after = -1), then live, without `id:` lines. False (the
     caller relays it upstream, as any other response) when the store does not have it for this key:
     unknown, expired, another key's, over its cap, or failed before its first event. As a resume,
-    it takes nothing from the rate or concurrency limits."""
+    it takes nothing from the rate or concurrency limits, only from the key's resume_budget."""
     key = handler.request.client_key
     entry = await handler.gateway.stream_store.find_response(response_id)
     if entry is None or not entry.allows(key.digest, None) or not entry.resumable or entry.error is not None:
         return False
+    await resume_budget(handler, key.digest)
     handler.key = key
     handler.log_fields["stream_id"] = entry.id
     handler.reader = reader = entry.sequence_reader(handler, after)
     await reader.run()
     return True
+
+
+async def resume_budget(handler, key_digest: str) -> None:
+    """Takes one resume or retrieval from the key's own bucket, resume_requests_per_minute (by
+    default ten times the key's requests_per_minute; none when that is unlimited): a 429 with
+    Retry-After past it. Separate from the request limit, in the same limiter backend."""
+    gateway = handler.gateway
+    rpm = gateway.config.resume_requests_per_minute
+    if not rpm:
+        key = gateway.keys.by_digest(key_digest)
+        rpm = 10 * (gateway.limits_for(key) if key is not None else gateway.default_limits).requests_per_minute
+    if not rpm:
+        return
+    decision = await gateway.limiter.acquire("resume:" + key_digest, Limits(requests_per_minute=rpm))
+    if decision.lease is not None:
+        backend_call(gateway.limiter, "release", decision)  # no concurrency limit: nothing held
+    if not decision.allowed:
+        if gateway.metrics is not None:
+            gateway.metrics.rate_limited("resumes")
+        raise GatewayError(429, "resume and retrieval limit reached for this key (%d per minute); retry in %d s"
+                           % (rpm, decision.retry_after), code="rate_limit_exceeded",
+                           headers={"Retry-After": str(decision.retry_after)})
 
 
 class StreamHandler(BaseHandler):
@@ -96,6 +131,7 @@ class StreamHandler(BaseHandler):
         if last_id > entry.count:
             raise GatewayError(400, "Last-Event-ID %d is after the stream's last event (%d)" % (last_id, entry.count),
                                code="invalid_last_event_id")
+        await resume_budget(self, entry.key_digest)
         self.reader = reader = entry.reader(self, last_id)
         await reader.run()
 
