@@ -95,3 +95,25 @@ def test_on_redis_the_budget_holds_across_processes(mock, redis_server, tmp_path
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_crossed_budget_reopens_only_under_three_quarters(make_gateway, story):
+    size, plain = story
+    g, a = make_gateway(dict(OPEN, resume_key_bytes=size * 6 // 5))
+    head, first = resumable(g, a)
+    resumable(g, a)  # crosses the budget, and releases what it stored
+    # The key holds 5/6 of its budget: under it, but over the three quarters at which it reopens.
+    assert_refused(g, a, plain, "resume_key_bytes")
+    assert rh.resume(g, rh.header(head, "X-Resume-Url"), 0).content == first
+
+
+def test_an_unread_stream_that_crosses_its_budget_is_cancelled_upstream(make_gateway, story, mock):
+    size, _ = story
+    g, a = make_gateway(dict(OPEN, resume_key_bytes=size // 2))
+    test_id = uuid.uuid4().hex
+    partial = rh.Partial(g, a, test_id=test_id, speed="3")
+    partial.read_events(1)
+    url = partial.header("X-Resume-Url")
+    partial.cut(False)  # nobody reads it: once it is not resumable, nobody can come back for it
+    assert mock.wait_ended(test_id=test_id)["ended"] == "client_closed"
+    assert rh.resume(g, url, 0).status_code == 410

@@ -93,7 +93,7 @@ def test_every_start_on_the_streams_process_and_on_another_through_the_redis_ind
                                      test_id=uuid.uuid4().hex)
         stream_id = rh.header(head, "X-Stream-Id")
         assert rh.resume(b, rh.header(head, "X-Resume-Url"), 0).content == body  # all written
-        # The index: each batch's first event id, scored by its sequence_number.
+        # The index: each block's first event id, scored by its sequence_number.
         index = redis.Redis.from_url(redis_server.url).zrange("tg:rs:%s:q" % stream_id, 0, -1, withscores=True)
         numbered = {int(e.split(b"\n", 1)[0][len(b"id: "):]): sequence(e) for e in events(body)}
         assert index and all(numbered[int(member)] == score for member, score in index)

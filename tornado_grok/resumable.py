@@ -132,6 +132,14 @@ class StoredStream:
             reader.feed()
         if not self.resumable:
             self.trim()
+            if not self.readers and self.relay is not None:
+                # Over its cap or budget with nobody reading: nobody can come back for it (as detach).
+                asyncio.get_running_loop().call_soon(self._unread)
+
+    def _unread(self) -> None:
+        if not self.readers and self.relay is not None:
+            self.relay.cancel(gone("the stream stopped being resumable (its cap or its key's budget) "
+                                   "and nobody was reading it"))
 
     def finish(self) -> None:
         self.ended = True

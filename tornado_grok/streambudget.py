@@ -9,14 +9,20 @@ is not resumable at all (streams.start: `X-Resumable: false`, `X-Resumable-Reaso
 With the Redis store the budget is shared by every process: each process reports the bytes it wrote
 to Redis (streamstore_redis.py), and what the others hold (`others`) lowers the limits here. The
 per-append check stays two integer comparisons.
+
+A budget that a stream crossed stays closed to new streams until what it holds is back under
+REOPEN of it: otherwise, while crossing streams release what they stored, each new stream would be
+admitted only to cross it in turn, and the process would churn through stored bytes it then drops.
 """
+
+REOPEN = 0.75
 
 
 class Share:
     """One key's stored bytes in this process, and its limit (the key's budget less what other
     processes hold for it)."""
 
-    __slots__ = ("budget", "digest", "bytes", "streams", "limit")
+    __slots__ = ("budget", "digest", "bytes", "streams", "limit", "crossed")
 
     def __init__(self, budget: "StreamBudget", digest: str):
         self.budget = budget
@@ -24,13 +30,20 @@ class Share:
         self.bytes = 0
         self.streams = 0
         self.limit = budget.key_bytes - budget.others.get(digest, 0)
+        self.crossed = False
 
     def charge(self, n: int) -> bool:
         """Counts n more stored bytes; whether this key or all keys are now over their budget."""
         self.bytes += n
         budget = self.budget
         budget.total += n
-        return self.bytes > self.limit or budget.total > budget.limit
+        if self.bytes > self.limit:
+            self.crossed = True
+            return True
+        if budget.total > budget.limit:
+            budget.crossed = True
+            return True
+        return False
 
     def release(self, n: int) -> None:
         self.bytes -= n
@@ -48,14 +61,20 @@ class StreamBudget:
         self.shares: dict = {}  # key digest -> Share, while the key has a stream here
         self.others: dict = {}  # key digest -> bytes other processes hold (Redis store; last seen)
         self.others_total = 0
+        self.crossed = False
 
     def refusal(self, digest: str) -> str | None:
         """The setting a new stream of this key would be over (its name), or None: it may be resumable."""
         share = self.shares.get(digest)
-        held = share.bytes if share is not None else 0
-        if held + self.others.get(digest, 0) >= self.key_bytes:
+        held = (share.bytes if share is not None else 0) + self.others.get(digest, 0)
+        if share is not None and share.crossed:
+            share.crossed = held > self.key_bytes * REOPEN
+        if held >= self.key_bytes or (share is not None and share.crossed):
             return "resume_key_bytes"
-        if self.total + self.others_total >= self.total_bytes:
+        total = self.total + self.others_total
+        if self.crossed:
+            self.crossed = total > self.total_bytes * REOPEN
+        if total >= self.total_bytes or self.crossed:
             return "resume_total_bytes"
         return None
 

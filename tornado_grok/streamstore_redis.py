@@ -14,8 +14,9 @@ readers never wait for Redis) and mirrors it to Redis, so a reader on another pr
   tg:rs:{id}:r  refreshed by readers on other processes: the owner's resume_window counts them.
   tg:rs:resp:{response id}  a Responses stream's id, for GET /responses/{id}?stream=true (set when
                 its response.created event passes).
-  tg:rs:{id}:q  a Responses stream's index: sorted set of the first event id of each batch, scored
-                by that event's sequence_number, so that a reader anywhere seeks starting_after=N.
+  tg:rs:{id}:q  a Responses stream's index: sorted set of the first event id of each block (one
+                upstream read), scored by that event's sequence_number, so that a reader anywhere
+                seeks starting_after=N.
   tg:rs:budget  sorted set of the processes holding stored streams (score: when their count expires);
   tg:rs:budget:{process}  hash: the bytes of events this process wrote, in total (`*`) and per key
                 digest (streambudget.py); expires with the last stream it could hold.
@@ -181,10 +182,11 @@ class RedisStoredStream(StoredStream):
             pipe.hincrby(h, self.key_digest, n)
 
     def index_to(self, pipe, c) -> None:
-        """The index entry of the batch being written: its first event's id, by sequence_number."""
+        """The index entries of the blocks being written (a batch holds as many as the writer
+        gathered): each block's first event id, by sequence_number."""
         i = len(self.blocks) - len(self.unwritten)  # blocks are never trimmed while resumable
         q = index_key(self.id)
-        pipe.zadd(q, {str(self.firsts[i]): self.seqs[i]})
+        pipe.zadd(q, dict(zip(map(str, self.firsts[i:]), self.seqs[i:])))
         if not self.in_redis:
             pipe.expire(q, int(c.total_timeout + c.resume_retention) + 60)
 
