@@ -28,7 +28,6 @@ Figures are printed, never asserted.
 """
 
 import argparse
-import http.client
 import json
 import os
 import subprocess

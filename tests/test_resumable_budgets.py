@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 
-from tests import hardening_helpers as hh
 from tests import resumable_helpers as rh
 from tests import servers
 from tests.redis_server import skip_unless_available

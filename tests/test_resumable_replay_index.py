@@ -8,7 +8,6 @@ import json
 import os
 import uuid
 
-import pytest
 import redis
 import requests
 
