@@ -1,6 +1,7 @@
 """Usage per client key: requests and the upstream's token counts, abandoned streams included."""
 
 import collections
+import time
 
 
 def usage_numbers(usage: dict | None) -> tuple[int, int, int]:
@@ -44,6 +45,18 @@ class Accounting:
 
     def __init__(self):
         self._totals: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self._claimed: dict[str, float] = {}  # claim(): token -> when it may be claimed again
+
+    async def claim(self, token: str, ttl: float) -> bool:
+        """True the first time `token` is claimed within `ttl` seconds, False after: something is
+        charged once (a deferred completion's usage), however often it is fetched."""
+        now = time.monotonic()
+        if len(self._claimed) > 10000:
+            self._claimed = {t: until for t, until in self._claimed.items() if until > now}
+        if self._claimed.get(token, 0.0) > now:
+            return False
+        self._claimed[token] = now + ttl
+        return True
 
     async def record(self, key: str, usage: dict | None, stream: bool, ended: str) -> None:
         self.record_now(key, usage, stream, ended)

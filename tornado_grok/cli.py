@@ -26,7 +26,7 @@ def prog(command: str = "") -> str:
 
 
 def serve_main(argv: list[str]) -> int:
-    from tornado_grok import auth, config as cfg, server
+    from tornado_grok import auth, config as cfg, ownership, server
 
     p = argparse.ArgumentParser(prog=prog(), description="Serve the tornado_grok gateway.")
     p.add_argument("--port", type=int, help="listening port (config: port, env TG_PORT; 0 = free port)")
@@ -43,6 +43,7 @@ def serve_main(argv: list[str]) -> int:
         # Checked here, once, before any worker is forked: a supervisor must not respawn workers
         # that can only fail the same way (and a newcomer gets one line naming the file, not a traceback).
         auth.read_file(config.keys_file)
+        ownership.load_secret(config)  # made here, before any worker is forked, when it is missing
     except (cfg.ConfigError, OSError) as e:
         print("run.py: configuration error: %s" % e, file=sys.stderr)
         return 2

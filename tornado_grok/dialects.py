@@ -18,6 +18,7 @@ import ujson
 
 from . import errors, sse
 from .errors import GatewayError, json_bytes
+from .ownership import RESPONSE
 from .relay import _rewrite as rewrite
 
 TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
@@ -82,10 +83,12 @@ class ResponsesDialect:
     incomplete = ("the upstream ended the stream without a terminal event "
                   "(response.completed, response.incomplete or response.failed)")
 
-    __slots__ = ("failed",)
+    __slots__ = ("failed", "owner", "ids")
 
-    def __init__(self):
+    def __init__(self, owner=None):
         self.failed = False  # the terminal event was response.failed
+        self.owner = owner  # ownership.Owner: the response ids the client sees are bound to its key
+        self.ids: dict = {}  # upstream response id -> (its JSON string, the client's), as bytes
 
     def frame(self, relay, event: tuple):
         name, data = event
@@ -101,8 +104,10 @@ class ResponsesDialect:
             # error event replaces it, in the form every SDK raises on (error_event below).
             raise GatewayError(502, errors.upstream_text(data, relay.gateway.upstream.secrets) or "the upstream reported an error",
                                code="upstream_stream_error")
+        response = obj.get("response")
+        if type(response) is dict and self.owner is not None:
+            data = self.bind_ids(data, response)
         if kind in TERMINAL:
-            response = obj.get("response")
             usage = response.get("usage") if type(response) is dict else None
             if usage:
                 relay.usage_seen = usage
@@ -113,6 +118,21 @@ class ResponsesDialect:
         if name is None:
             return b"data: " + multiline(data) + b"\n\n"
         return b"event: " + name + b"\ndata: " + multiline(data) + b"\n\n"
+
+    def bind_ids(self, data: bytes, response: dict) -> bytes:
+        """An event that carries a Response object (response.created, .in_progress, the terminal
+        ones), with its `id` and `previous_response_id` as this key sees them. These events are
+        parsed anyway; the delta fast path never carries an id and is never touched."""
+        for field in ("id", "previous_response_id"):
+            upstream_id = response.get(field)
+            if type(upstream_id) is not str or not upstream_id:
+                continue
+            pair = self.ids.get(upstream_id)
+            if pair is None:
+                client_id = self.owner.issue(RESPONSE, upstream_id)
+                pair = self.ids[upstream_id] = (json_bytes(upstream_id), json_bytes(client_id))
+            data = data.replace(pair[0], pair[1])
+        return data
 
     def error_event(self, err: GatewayError, relay) -> bytes:
         """`event: error` with the Responses error fields (type, code, message, param, the next

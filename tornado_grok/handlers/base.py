@@ -228,6 +228,11 @@ class APIHandler(BaseHandler):
         self.decision = decision
         self.gateway.request_started()
 
+    def owner(self):
+        """The ids this request's key owns (ownership.Owner): it binds the ids it hands out and opens
+        the ids it is given, a 404 for any that is not its own."""
+        return self.gateway.ownership.owner(self.request.client_key.digest)
+
     def forward_headers(self) -> dict:
         """Headers sent upstream besides the gateway's own: the request id, and X-Mock-* in mock mode."""
         headers = {"X-Request-Id": self.request_id}

@@ -56,6 +56,7 @@ async def answer_response_whole(handler: APIHandler, body: dict, asked: str, str
     result = await handler.fetch_whole("POST", "/responses", body)
     if isinstance(result, dict) and "model" in result:
         result["model"] = asked
+    handler.owner().issue_response(result)
     handler.account(result.get("usage") if isinstance(result, dict) else None, "completed")
     if as_sse and isinstance(result, dict):
         handler.set_sse_headers()
