@@ -10,6 +10,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -130,6 +132,19 @@ def test_a_stream_cut_before_its_usage_is_charged_an_estimate(cut, api, resumabl
     t = totals(g, lambda t: t.get("estimated_requests"))
     assert (t["prompt_tokens"], t["completion_tokens"]) == (prompt, 10)
     assert (t["estimated_requests"], t["estimated_tokens"]) == (1, prompt + 10)
+
+
+def test_usage_cli_shows_the_estimates(cut):
+    upstream, g, key = cut()
+    sid, r = ask_chat(upstream, g, key, CHAT)
+    prompt = prompt_estimate("user", sid)
+    totals(g, lambda t: t.get("estimated_requests"))
+    out = subprocess.run([sys.executable, "run.py", "usage", "--url", g.url], cwd=servers.ROOT,
+                         env=dict(os.environ, TG_ADMIN_KEY=ADMIN_KEY), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    head, row = out.stdout.splitlines()
+    assert head.split()[-2:] == ["estimated_requests", "estimated_tokens"]
+    assert row.split()[-2:] == ["1", str(prompt + 10)]
 
 
 @pytest.mark.parametrize("usage", [
