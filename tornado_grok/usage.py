@@ -5,7 +5,7 @@ The estimate needs no tokenizer (none that works offline is small enough to ship
 at BYTES_PER_TOKEN bytes a token. Prompt tokens come from the request body's strings, output tokens
 from the bytes the relay sent on its fast path (StreamRelay.plain_bytes, plain_events: a counter
 add per upstream read) less each event's envelope, which is measured once, here, on the last two
-reads the fast path relayed (StreamRelay.plain_before, plain_sample). `python bench/usage_estimate.py` prints the error
+reads the fast path relayed (StreamRelay.plain_before, plain_sample; text_size). `python bench/usage_estimate.py` prints the error
 against the mock's recordings (docs/ratelimits.md, "Usage estimates").
 """
 
@@ -20,6 +20,8 @@ BYTES_PER_TOKEN = 4
 # Tokens a chat template adds around each message or input item (role markers, separators).
 PER_ITEM = 3
 
+# What the first delta of a chat stream carries besides its text, counted in no sample.
+FIRST_ROLE = b'"role":"assistant",'
 _CHAT = ("prompt_tokens", "completion_tokens")
 _RESPONSES = ("input_tokens", "output_tokens")
 _DETAILS = ("completion_tokens_details", "output_tokens_details", "prompt_tokens_details",
@@ -119,21 +121,23 @@ def prompt_tokens(body: bytes) -> int:
 
 
 def output_tokens(relay) -> int:
-    """The text the relay's fast path sent, at BYTES_PER_TOKEN bytes a token: its bytes less each
-    event's envelope (the bytes of an event that are not text), measured on the last two reads."""
-    events, size = relay.plain_events, relay.plain_bytes
-    if not events:
+    """The text the relay's fast path sent, at BYTES_PER_TOKEN bytes a token (see text_size)."""
+    if not relay.plain_events:
         return 0
-    envelope = envelope_size((relay.plain_before, relay.plain_sample), relay.dialect.typed)
-    text = max(0.0, size - events * envelope)
+    typed = relay.dialect.typed
+    text = text_size(relay.plain_bytes, relay.plain_events, (relay.plain_before, relay.plain_sample), typed)
+    if not typed:
+        text = max(0.0, text - len(FIRST_ROLE))  # the first chat delta also names the role
     return min(MAX_TOKENS, math.ceil(text / BYTES_PER_TOKEN))
 
 
-def envelope_size(samples, typed: bool) -> float:
-    """The mean bytes that are not text (chat's delta content, reasoning and tool arguments, or a
-    Responses delta) of the events in `samples` (reads as the fast path relays them) that carry
-    text: an event without text (a finish chunk, a role chunk) is no measure of the others."""
-    sizes = []  # (event bytes, text bytes) of each event
+def text_size(size: int, events: int, samples, typed: bool) -> float:
+    """The bytes of text (chat's delta content, reasoning and tool arguments, or a Responses delta)
+    in `events` events of `size` bytes, from `samples` (the last reads, as the fast path relayed
+    them): each event is taken to have the envelope (the bytes that are not text) of the sampled
+    events that carry text, except the sampled events without any (a finish chunk), counted as
+    they are."""
+    with_text, bare, bare_bytes = [], 0, 0
     for sample in samples:
         for event in (sample or b"").split(b"\n\n"):
             if not event:
@@ -144,11 +148,15 @@ def envelope_size(samples, typed: bool) -> float:
             except ValueError:
                 obj = None
             texts = (_responses_text(obj) if typed else _chat_text(obj)) if isinstance(obj, dict) else ()
-            sizes.append((len(event) + 2, sum(_json_size(t) for t in texts)))
-    with_text = [(n, t) for n, t in sizes if t] or sizes
+            text = sum(_json_size(t) for t in texts)
+            if text:
+                with_text.append(len(event) + 2 - text)
+            else:
+                bare, bare_bytes = bare + 1, bare_bytes + len(event) + 2
     if not with_text:
-        return 0.0
-    return sum(n - t for n, t in with_text) / len(with_text)
+        return 0.0  # the last reads carried no text: nothing to measure the envelope on
+    envelope = sum(with_text) / len(with_text)
+    return max(0.0, size - bare_bytes - max(0, events - bare) * envelope)
 
 
 def _json_size(text: str) -> int:
