@@ -96,8 +96,8 @@ def estimate(body: bytes, relay, responses: bool) -> dict:
 
 
 def prompt_tokens(body: bytes) -> int:
-    """The request's text (every string but the top-level `model`) at BYTES_PER_TOKEN bytes a
-    token, plus PER_ITEM for each message or input item."""
+    """The request's text (every string but the top-level `model` and `data:` URLs) at
+    BYTES_PER_TOKEN bytes a token, plus PER_ITEM for each message or input item."""
     try:
         doc = ujson.loads(body) if body else None
     except ValueError:
@@ -110,7 +110,8 @@ def prompt_tokens(body: bytes) -> int:
         value = stack.pop()
         kind = type(value)
         if kind is str:
-            size += len(value.encode("utf-8", "surrogatepass"))
+            if not value.startswith("data:"):  # an image's base64 is not text the model reads
+                size += len(value.encode("utf-8", "surrogatepass"))
         elif kind is dict:
             stack.extend(value.values())
         elif kind is list:
