@@ -201,7 +201,11 @@ def test_absurd_usage_is_clamped_to_the_documented_maximum(cut, api):
     assert (t["prompt_tokens"], t["completion_tokens"], t["reasoning_tokens"]) == (MAX_TOKENS,) * 3
     assert t["estimated_requests"] == 0
 
-    # The key owes MAX_TOKENS: refused, and told to wait MAX_TOKENS / tpm minutes at most.
+    assert_owes_at_most_max_tokens(g, key)
+
+
+def assert_owes_at_most_max_tokens(g, key):
+    """The key (--tpm 1000) owes MAX_TOKENS: refused, and told to wait MAX_TOKENS / tpm minutes at most."""
     def refused():
         r = requests.get(g.base + "/models", headers=hh.auth(key), timeout=10)
         return [r] if r.status_code == 429 else None  # (a 429 Response is falsy)
@@ -211,6 +215,26 @@ def test_absurd_usage_is_clamped_to_the_documented_maximum(cut, api):
     minutes, seconds = re.fullmatch(r"(\d+)m(\d+)s", refusal.headers["x-ratelimit-reset-tokens"]).groups()
     assert 3990 * 60 <= int(minutes) * 60 + int(seconds) <= MAX_TOKENS * 60 // 1000
     assert 0 < int(refusal.headers["Retry-After"]) <= MAX_TOKENS * 60 // 1000
+
+
+@pytest.mark.parametrize("usage, charged", [
+    ({"prompt_tokens": HUGE, "completion_tokens": 3, "total_tokens": HUGE}, (MAX_TOKENS, 3, 0)),
+    ({"prompt_tokens": "7", "completion_tokens": 3, "total_tokens": 10}, None),  # estimated: the prompt only
+], ids=["absurd", "string"])
+def test_a_whole_answers_usage_is_clamped_or_estimated(cut, usage, charged):
+    upstream, g, key = cut("--tpm", "1000")
+    answer = {"id": "c1", "object": "chat.completion", "model": "relay-test", "usage": usage,
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "abcd"}, "finish_reason": "stop"}]}
+    sid = upstream.script([json.dumps(answer).encode()], content_type="application/json")
+    r = post(g.base + "/chat/completions", {"model": "relay-test", "messages": [{"role": "user", "content": sid}]},
+             hh.auth(key))
+    assert r.status_code == 200 and r.json()["usage"] == usage  # the client sees what the upstream said
+    t = totals(g)
+    if charged is None:
+        charged = (prompt_estimate("user", sid), 0, 1)
+    assert (t["prompt_tokens"], t["completion_tokens"], t["estimated_requests"]) == charged
+    if usage["total_tokens"] == HUGE:
+        assert_owes_at_most_max_tokens(g, key)
 
 
 # -- streams the gateway ends, and clients that hang up before the usage event (the session mock) ----
