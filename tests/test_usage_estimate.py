@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -275,6 +276,23 @@ def hang_up(g, key, api: str, test_id: str) -> bytes | None:
             return hh.read_until(s, b"token rate limit", got)
         hh.read_until(s, marker, got)
     return None
+
+
+def test_a_stream_ended_by_a_drain_is_charged_an_estimate(tmp_path, mock):
+    g, key = hh.start(str(tmp_path), mock.base, {"drain_seconds": 0.5, "idle_timeout": 60})
+    try:
+        s = hh.open_stream(g, key, chat_body(), **{"X-Mock-Scenario": "stall", "Connection": "close"})
+        got = hh.read_until(s, b'" a time,"')
+        g.signal(signal.SIGTERM)
+        assert b"shutting down" in got + hh.read_all(s)
+        assert g.wait(15) == 0
+        line = [x for x in hh.access_lines(g) if x["path"] == "/api/v1/chat/completions"][-1]
+        prompt = prompt_estimate("user", SEED_PROMPT)
+        assert line["ended"] == "drained" and line["usage_estimated"] is True
+        assert line["usage"] == {"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5,
+                                 "usage_estimated": True}
+    finally:
+        g.stop()
 
 
 @pytest.mark.parametrize("api", ["chat", "responses"])
