@@ -136,6 +136,22 @@ def test_a_stream_cut_before_its_usage_is_charged_an_estimate(cut, api, resumabl
     assert (t["estimated_requests"], t["estimated_tokens"]) == (1, prompt + 10)
 
 
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_stream_ended_by_an_upstream_error_event_is_charged_an_estimate(cut, api):
+    upstream, g, key = cut()
+    if api == "chat":
+        sid, r = ask_chat(upstream, g, key, CHAT + [b'data: {"code":"Internal error","error":"overloaded"}\n\n'])
+        prompt = prompt_estimate("user", sid)
+    else:
+        error = (b'event: error\ndata: {"type":"error","code":"server_error","message":"overloaded",'
+                 b'"param":null,"sequence_number":20}\n\n')
+        sid, r = ask_responses(upstream, g, key, RESPONSES + [error])
+        prompt = prompt_estimate(sid)
+    assert r.status_code == 200 and b"overloaded" in r.content
+    t = totals(g)
+    assert (t["prompt_tokens"], t["completion_tokens"], t["estimated_requests"], t["errors"]) == (prompt, 10, 1, 1)
+
+
 def test_usage_cli_shows_the_estimates(cut):
     upstream, g, key = cut()
     sid, r = ask_chat(upstream, g, key, CHAT)
