@@ -123,7 +123,8 @@ def test_a_stream_cut_before_its_usage_is_charged_an_estimate(cut, api, resumabl
     upstream, g, key = cut()
     if api == "chat":  # then the upstream ends: no usage, no [DONE]
         sid, r = ask_chat(upstream, g, key, CHAT, **{"X-Resumable": resumable})
-        names, path, prompt = ("prompt_tokens", "completion_tokens"), "/api/v1/chat/completions", prompt_estimate("user", sid)
+        names, path = ("prompt_tokens", "completion_tokens"), "/api/v1/chat/completions"
+        prompt = prompt_estimate("user", sid)
     else:  # no terminal event
         sid, r = ask_responses(upstream, g, key, RESPONSES, **{"X-Resumable": resumable})
         names, path, prompt = ("input_tokens", "output_tokens"), "/api/v1/responses", prompt_estimate(sid)

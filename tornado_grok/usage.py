@@ -5,8 +5,9 @@ The estimate needs no tokenizer (none that works offline is small enough to ship
 at BYTES_PER_TOKEN bytes a token. Prompt tokens come from the request body's strings, output tokens
 from the bytes the relay sent on its fast path (StreamRelay.plain_bytes, plain_events: a counter
 add per upstream read) less each event's envelope, which is measured once, here, on the last two
-reads the fast path relayed (StreamRelay.plain_before, plain_sample; text_size). `python bench/usage_estimate.py` prints the error
-against the mock's recordings (docs/ratelimits.md, "Usage estimates").
+reads the fast path relayed (StreamRelay.plain_before, plain_sample; text_size).
+`python bench/usage_estimate.py` prints the error against the mock's recordings (docs/ratelimits.md,
+"Usage estimates").
 """
 
 import math
