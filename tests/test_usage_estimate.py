@@ -172,8 +172,9 @@ def test_usage_cli_shows_the_estimates(cut):
     {"prompt_tokens": "5", "completion_tokens": "10", "total_tokens": "15"},
     {"prompt_tokens": -5, "completion_tokens": -10, "total_tokens": -15},
     {"prompt_tokens": 5.0, "completion_tokens": 10.5, "total_tokens": 15.5},
-    {"prompt_tokens": 5, "total_tokens": 15},
-], ids=["missing", "string", "strings", "negative", "float", "no-completion"])
+    {"prompt_tokens": 5, "completion_tokens": None, "total_tokens": 15},
+    {"prompt": 5, "completion": 10},
+], ids=["missing", "string", "strings", "negative", "float", "null", "no-counts"])
 def test_usage_that_is_not_counts_falls_back_to_the_estimate(cut, usage):
     upstream, g, key = cut()
     tail = [DONE] if usage is None else [usage_chunk(usage), DONE]

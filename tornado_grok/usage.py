@@ -25,6 +25,7 @@ PER_ITEM = 3
 FIRST_ROLE = b'"role":"assistant",'
 _CHAT = ("prompt_tokens", "completion_tokens")
 _RESPONSES = ("input_tokens", "output_tokens")
+_COUNTS = _CHAT + _RESPONSES + ("total_tokens",)
 _DETAILS = ("completion_tokens_details", "output_tokens_details", "prompt_tokens_details",
             "input_tokens_details")
 # Outcomes after which the upstream had the request although it never answered 200 in time.
@@ -52,23 +53,24 @@ def settle(handler, usage, outcome: str | None) -> dict | None:
 
 def sane(usage) -> dict | None:
     """The upstream's usage with every count a non-negative int of at most MAX_TOKENS, or None when
-    its counts are missing or not counts (negative, float, string, bool)."""
+    it has no counts, or one that is not a count (negative, float, string, bool, null). A count it
+    leaves out is not required (an embedding's usage has no completion_tokens); a missing
+    total_tokens is the sum of the others."""
     if not isinstance(usage, dict):
         return None
-    names = _RESPONSES if "input_tokens" in usage or "output_tokens" in usage else _CHAT
+    present = [name for name in _COUNTS if name in usage]
+    if not present:
+        return None
     out = dict(usage)
     out.pop("usage_estimated", None)  # only the gateway marks an estimate
-    for name in names:
-        value = usage.get(name)
+    for name in present:
+        value = usage[name]
         if not _is_count(value):
             return None
         out[name] = min(value, MAX_TOKENS)
-    total = usage.get("total_tokens")
-    if total is None:
-        total = out[names[0]] + out[names[1]]
-    elif not _is_count(total):
-        return None
-    out["total_tokens"] = min(total, MAX_TOKENS)
+    if "total_tokens" not in out:
+        names = _RESPONSES if "input_tokens" in out or "output_tokens" in out else _CHAT
+        out["total_tokens"] = min(MAX_TOKENS, out.get(names[0], 0) + out.get(names[1], 0))
     for name in _DETAILS:
         details = usage.get(name)
         if isinstance(details, dict):
