@@ -117,7 +117,7 @@ def usage_main(argv: list[str]) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     columns = ("requests", "streams", "abandoned_streams", "prompt_tokens", "completion_tokens",
-               "reasoning_tokens", "errors")
+               "reasoning_tokens", "errors", "estimated_requests", "estimated_tokens")
     rows = [("key",) + columns] + [(name,) + tuple(str(t.get(c, 0)) for c in columns)
                                    for name, t in doc["keys"].items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

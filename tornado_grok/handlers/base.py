@@ -12,6 +12,7 @@ from tornado.ioloop import IOLoop
 from .. import errors
 from ..errors import GatewayError
 from ..upstream import curl_errno
+from ..usage import settle
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _MAYBE_NON_FINITE = re.compile(rb"NaN|Infinity|[eE]\+?[0-9]{3}|[0-9]{309}")
@@ -273,8 +274,11 @@ class APIHandler(BaseHandler):
         """Records usage and charges tokens once per request, off the response path."""
         if self.key is None or "ended" in self.log_fields:
             return
+        usage = settle(self, usage, outcome)  # clamped, or estimated (usage.py)
         self.log_fields["ended"] = outcome or "error"
         self.log_fields["usage"] = usage
+        if usage is not None and usage.get("usage_estimated"):
+            self.log_fields["usage_estimated"] = True
         streamed = self.wants_sse or getattr(self, "relay", None) is not None
         backend_call(self.gateway.accounting, "record", self.key.name, usage, streamed, outcome or "error")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
