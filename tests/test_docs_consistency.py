@@ -116,24 +116,15 @@ def test_every_setting_is_offered_in_gateway_toml_with_its_default():
 
 @dataclasses.dataclass
 class Raise:
-    """One GatewayError(...) in the source: where, and its status and code as expressions."""
+    """One GatewayError(...) in the source (or a subclass's super().__init__(...)): where, the
+    function and class it is in, and its status and code as expressions."""
 
     path: str
     line: int
     function: ast.FunctionDef | None
+    cls: ast.ClassDef | None
     status: ast.expr | None
     code: ast.expr | None
-
-
-def _modules() -> dict:
-    trees = {}
-    for folder, _, files in os.walk(PACKAGE):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with open(path, encoding="utf-8") as f:
-                    trees[os.path.relpath(path, ROOT)] = ast.parse(f.read(), path)
-    return trees
 
 
 def _call_name(call: ast.Call) -> str | None:
@@ -144,58 +135,128 @@ def _call_name(call: ast.Call) -> str | None:
     return None
 
 
-def _raises(trees: dict) -> list[Raise]:
-    found = []
+def _is_super_init(call: ast.Call) -> bool:
+    func = call.func
+    return isinstance(func, ast.Attribute) and func.attr == "__init__" and isinstance(func.value, ast.Call) \
+        and isinstance(func.value.func, ast.Name) and func.value.func.id == "super"
 
-    def visit(node, path, function):
+
+class Source:
+    """The package's modules, read with ast: every call with the function and class it is in, so that
+    a code built from a parameter can be followed to what the callers pass (a few levels deep)."""
+
+    DEPTH = 4
+
+    def __init__(self, package: str):
+        self.trees = {}
+        for folder, _, files in os.walk(package):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    with open(path, encoding="utf-8") as f:
+                        self.trees[os.path.relpath(path, ROOT)] = ast.parse(f.read(), path)
+        self.calls = []  # (call, path, function, class)
+        for path, tree in self.trees.items():
+            self._index(tree, path, None, None)
+        classes = [n for tree in self.trees.values() for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+        self.subclasses = {"GatewayError"}
+        for _ in range(len(classes)):  # the classes derived from GatewayError, however indirectly
+            grown = self.subclasses | {c.name for c in classes if any(
+                (b.id if isinstance(b, ast.Name) else getattr(b, "attr", None)) in self.subclasses
+                for b in c.bases)}
+            if grown == self.subclasses:
+                break
+            self.subclasses = grown
+
+    def _index(self, node, path, function, cls):
         for child in ast.iter_child_nodes(node):
-            inner = child if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
-            if isinstance(child, ast.Call) and _call_name(child) == "GatewayError":
-                kw = {k.arg: k.value for k in child.keywords}
-                status = child.args[0] if child.args else kw.get("status")
-                code = child.args[2] if len(child.args) > 2 else kw.get("code")
-                found.append(Raise(path, child.lineno, function, status, code))
-            visit(child, path, inner)
+            inner, inner_cls = function, cls
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inner, inner_cls = child, cls if isinstance(node, ast.ClassDef) else None  # a method, or not
+            elif isinstance(child, ast.ClassDef):
+                inner, inner_cls = None, child
+            if isinstance(child, ast.Call):
+                self.calls.append((child, path, function, cls))
+            self._index(child, path, inner, inner_cls)
 
-    for path, tree in trees.items():
-        visit(tree, path, None)
-    return found
+    def raises(self) -> list[Raise]:
+        found = []
+        for call, path, function, cls in self.calls:
+            if _call_name(call) == "GatewayError" or (
+                    _is_super_init(call) and cls is not None and cls.name in self.subclasses - {"GatewayError"}):
+                kw = {k.arg: k.value for k in call.keywords}
+                status = call.args[0] if call.args else kw.get("status")
+                code = call.args[2] if len(call.args) > 2 else kw.get("code")
+                found.append(Raise(path, call.lineno, function, cls, status, code))
+        return found
 
+    @staticmethod
+    def params(function, cls) -> dict:
+        """{parameter: (position in a call, default expression or None)}; a method's self is not passed."""
+        args = function.args.posonlyargs + function.args.args
+        defaults = [None] * (len(args) - len(function.args.defaults)) + list(function.args.defaults)
+        skipped = 1 if cls is not None else 0
+        params = {a.arg: (i - skipped, d) for i, (a, d) in enumerate(zip(args, defaults))}
+        for a, d in zip(function.args.kwonlyargs, function.args.kw_defaults):
+            params[a.arg] = (None, d)
+        return params
 
-def _params(function) -> dict:
-    """{parameter name: (position, default expression or None)} of a function."""
-    args = function.args.posonlyargs + function.args.args
-    defaults = [None] * (len(args) - len(function.args.defaults)) + list(function.args.defaults)
-    params = {a.arg: (i, d) for i, (a, d) in enumerate(zip(args, defaults))}
-    for a, d in zip(function.args.kwonlyargs, function.args.kw_defaults):
-        params[a.arg] = (None, d)
-    return params
+    def sites(self, function, cls, path) -> list:
+        """The calls of a function: a module-level one by its name (in its module or where it is
+        imported by name) or as `module.name`; a class's __init__ by the class's name; a method as
+        `self.name(...)` in its module."""
+        module = os.path.splitext(os.path.basename(path))[0]
+        name = cls.name if cls is not None and function.name == "__init__" else function.name
+        method = cls is not None and function.name != "__init__"
+        found = []
+        for call, other, caller, caller_cls in self.calls:
+            func = call.func
+            if method:
+                hit = other == path and isinstance(func, ast.Attribute) and func.attr == name and \
+                    isinstance(func.value, ast.Name) and func.value.id == "self"
+            elif isinstance(func, ast.Name):
+                hit = func.id == name and (other == path or any(
+                    isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[-1] == module
+                    and any(a.name == name for a in n.names) for n in ast.walk(self.trees[other])))
+            else:
+                hit = isinstance(func, ast.Attribute) and func.attr == name and \
+                    isinstance(func.value, ast.Name) and func.value.id == module
+            if hit:
+                found.append((call, other, caller, caller_cls))
+        return found
 
+    def values(self, expr, function, cls, path, depth: int) -> list:
+        """What an expression passed as an argument can be: constants (both of `a if x else b`), a
+        parameter of the calling function followed to its own callers, else None (not known)."""
+        if isinstance(expr, ast.IfExp):
+            return self.values(expr.body, function, cls, path, depth) + \
+                self.values(expr.orelse, function, cls, path, depth)
+        if isinstance(expr, ast.Constant):
+            return [expr.value]
+        if isinstance(expr, ast.Name) and function is not None and depth < self.DEPTH and \
+                expr.id in self.params(function, cls):
+            return self.param_values(function, cls, path, expr.id, depth + 1)
+        return [None]
 
-def _call_sites(trees: dict, function, path: str) -> list[ast.Call]:
-    """The calls of a module-level helper: by its name in its own module or where it is imported by
-    name, or as `module.name` (errors.timeout, validate.bad, resumable.gone)."""
-    name = function.name
-    module = os.path.splitext(os.path.basename(path))[0]
-    sites = []
-    for other, tree in trees.items():
-        imported = other == path or any(
-            isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[-1] == module
-            and any(a.name == name for a in n.names) for n in ast.walk(tree))
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            if isinstance(node.func, ast.Name) and node.func.id == name and imported:
-                sites.append(node)
-            elif isinstance(node.func, ast.Attribute) and node.func.attr == name and \
-                    isinstance(node.func.value, ast.Name) and node.func.value.id == module:
-                sites.append(node)
-    return sites
+    def param_values(self, function, cls, path, name, depth: int) -> list:
+        """Every value the parameter `name` of `function` gets from its callers."""
+        position, default = self.params(function, cls)[name]
+        found = []
+        for call, other, caller, caller_cls in self.sites(function, cls, path):
+            kw = {k.arg: k.value for k in call.keywords}
+            arg = kw.get(name)
+            if arg is None and position is not None and 0 <= position < len(call.args):
+                arg = call.args[position]
+            if arg is None:
+                found += self.values(default, None, None, path, depth) if default is not None else [None]
+            else:
+                found += self.values(arg, caller, caller_cls, other, depth)
+        return list(dict.fromkeys(found)) or [None]
 
 
 def _render(expr, env: dict):
     """A str/int constant, or for a code built from a parameter a template such as
-    `upstream_<status>` (an unknown integer) or `timeout_<which>` (an unknown word)."""
+    `upstream_<#status>` (an unknown number) or `timeout_<which>` (an unknown word)."""
     if isinstance(expr, ast.Constant):
         return expr.value
     if isinstance(expr, ast.Name) and expr.id in env:
@@ -225,45 +286,22 @@ def _render_all(expr, env: dict) -> list:
     return [_render(expr, env)]
 
 
-def _values(arg) -> list:
-    """What an argument can be: its constants (both of `a if x else b`), else None (not known)."""
-    if isinstance(arg, ast.IfExp):
-        return _values(arg.body) + _values(arg.orelse)
-    return [arg.value if isinstance(arg, ast.Constant) else None]
-
-
-def _site_envs(call: ast.Call, params: dict) -> list[dict]:
-    """The parameter values of one call site: one {name: value} per combination it can take."""
-    kw = {k.arg: k.value for k in call.keywords}
-    envs = [{}]
-    for name, (position, default) in params.items():
-        arg = kw.get(name)
-        if arg is None and position is not None and position < len(call.args):
-            arg = call.args[position]
-        if arg is None:
-            arg = default
-        envs = [dict(env, **{name: value}) for env in envs for value in _values(arg)]
-    return envs
-
-
-def source_codes() -> dict:
+def source_codes(package: str = PACKAGE) -> dict:
     """{code or template: {status, ...}} of every error the gateway can send; a status that is not a
     constant is None. A template's <#name> stands for a number, <name> for a word."""
-    trees = _modules()
+    source = Source(package)
     codes: dict = {}
     missing = []
-    for r in _raises(trees):
+    for r in source.raises():
         if r.code is None or (isinstance(r.code, ast.Constant) and r.code.value is None):
             missing.append("%s:%d" % (r.path, r.line))
             continue
-        params = _params(r.function) if r.function is not None else {}
-        used = {n.id for n in ast.walk(r.code) if isinstance(n, ast.Name)} | (
-            {n.id for n in ast.walk(r.status) if isinstance(n, ast.Name)} if r.status is not None else set())
-        if r.function is not None and used & set(params):
-            sites = _call_sites(trees, r.function, r.path)
-            envs = [env for site in sites for env in _site_envs(site, params)] or [{p: None for p in params}]
-        else:
-            envs = [{}]
+        used = {n.id for e in (r.code, r.status) if e is not None for n in ast.walk(e) if isinstance(n, ast.Name)}
+        params = sorted(used & set(source.params(r.function, r.cls))) if r.function is not None else []
+        envs = [{}]
+        for name in params:  # each combination of the values the callers pass
+            values = source.param_values(r.function, r.cls, r.path, name, 1)
+            envs = [dict(env, **{name: value}) for env in envs for value in values]
         for env in envs:
             status = _render(r.status, env) if r.status is not None else None
             for code in _render_all(r.code, env):
