@@ -75,18 +75,24 @@ def first_cell_names(text: str) -> list[str]:
 # -- settings --------------------------------------------------------------------------------------
 
 def settings() -> dict:
-    return {f.name: f.default for f in dataclasses.fields(cfg.Config) if f.name not in NOT_SETTINGS}
+    """{name: default} of every setting of Config."""
+    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+            for f in dataclasses.fields(cfg.Config) if f.name not in NOT_SETTINGS}
+
+
+# An array of tables, offered commented as `# [[name]]`: its value is not on that line.
+TABLES = object()
 
 
 def commented_settings() -> dict:
-    """{name: value} of every `# name = value` line of conf/gateway.toml."""
+    """{name: value} of every `# name = value` line of conf/gateway.toml (TABLES for `# [[name]]`)."""
     found = {}
     for line in read("conf", "gateway.toml").splitlines():
-        match = re.match(r"#\s*([a-z_]+)\s*=\s*(.*)$", line)
+        match = re.match(r"#\s*([a-z_]+)\s*=\s*(.*)$", line) or re.match(r"#\s*\[\[([a-z_]+)\]\]", line)
         if match:
             name = match.group(1)
             assert name not in found, "conf/gateway.toml offers %s twice" % name
-            found[name] = tomllib.loads("%s = %s" % (name, match.group(2)))[name]
+            found[name] = tomllib.loads("%s = %s" % (name, match.group(2)))[name] if match.lastindex == 2 else TABLES
     return found
 
 
@@ -104,6 +110,8 @@ def test_every_setting_is_offered_in_gateway_toml_with_its_default():
     assert sorted(set(offered) - expected) == [], "lines of conf/gateway.toml that are no setting"
     defaults = settings()
     for name, value in offered.items():
+        if value is TABLES:
+            continue
         value = cfg._coerce(name, value)
         if name in PATH_SETTINGS:
             value = os.path.join(cfg.ROOT, value)
