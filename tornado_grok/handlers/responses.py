@@ -86,9 +86,7 @@ class ResponseHandler(APIHandler):
             query["stream"] = stream
         after = self.get_query_argument("starting_after", None)
         if after is not None:
-            if not after.isdigit() or len(after) > 12:
-                raise validate.bad("query parameter 'starting_after' must be a non-negative integer")
-            query["starting_after"] = after
+            query["starting_after"] = str(validate.ascii_int(after, "query parameter 'starting_after'", 12))
         include = self.get_query_arguments("include") + self.get_query_arguments("include[]")
         for value in include:
             if not _INCLUDE.match(value):
