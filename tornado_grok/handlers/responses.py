@@ -6,7 +6,7 @@ so keys, limits, accounting, timeouts, keep-alives, backpressure and disconnects
 
 import re
 
-from .. import validate
+from .. import response_failures, validate
 from ..dialects import ResponsesDialect
 from ..relay import StreamRelay
 from ..upstream import join_path
@@ -43,6 +43,7 @@ class ResponsesHandler(APIHandler):
             await relay.run(dumps(body), self.forward_headers())
         else:
             result = await self.fetch_whole("POST", "/responses", body)
+            result = response_failures.scrub_body(result, self.gateway.upstream.secrets)
             if isinstance(result, dict) and "model" in result:
                 result["model"] = asked
             self.account(result.get("usage") if isinstance(result, dict) else None, "completed")
@@ -64,6 +65,7 @@ class ResponseHandler(APIHandler):
             await relay.run(None, self.forward_headers(), "GET", path, query)
         else:
             result = await self.fetch_whole("GET", path, query=query)
+            result = response_failures.scrub_body(result, self.gateway.upstream.secrets)
             self.account(None, "completed")
             self.write_json(result)
 
