@@ -172,8 +172,7 @@ def test_the_upstream_error_event_as_sent_without_a_key(relay):
 
 
 @pytest.mark.parametrize("data", [b"{oops}", b'{"type":"response.output_text.delta","delta":"x",}',
-                                  b'{"type":"response.output_text.delta","delta":}',
-                                  b'{"type":"response.output_text.delta","delta":"a"b","sequence_number":2}'])
+                                  b'{"type":"response.output_text.delta","delta":}'])
 def test_a_delta_that_is_not_json_ends_the_stream(relay, data):
     pieces = stream_of("resp_bad_delta", "response.failed", FAILED)[:2] + [
         b"event: response.output_text.delta\ndata: " + data + b"\n\n",
