@@ -12,6 +12,7 @@ ends the stream with upstream_bad_event, as any other malformed event.
 """
 
 import json
+import os
 import secrets
 
 import pytest
@@ -19,6 +20,8 @@ import requests
 
 from tests import hardening_helpers as hh
 from tests import security_helpers as sh
+from tests import servers
+from tests.redis_server import skip_unless_available
 from tests.responses_upstream import ScriptedResponses, event
 from tests.wire import events, post
 
@@ -184,3 +187,32 @@ def test_a_delta_that_is_not_json_ends_the_stream(relay, data):
     bad = {"type": "error", "code": "upstream_bad_event", "message": message, "param": None, "sequence_number": 2,
            "error": {"type": "upstream_error", "code": "upstream_bad_event", "message": message, "param": None}}
     assert r.content == good + b"event: error\ndata: " + json.dumps(bad, separators=(",", ":")).encode() + b"\n\n"
+
+
+@skip_unless_available()
+@pytest.mark.parametrize("terminal,final", [("response.failed", FAILED), ("response.incomplete", INCOMPLETE)])
+def test_with_the_redis_store_a_failure_resumed_on_another_process_holds_no_key(redis_server, tmp_path,
+                                                                                terminal, final):
+    up = ScriptedResponses()
+    folder = str(tmp_path)
+    key = servers.add_key(os.path.join(folder, "keys.json"), "k")
+    settings = {"stream_store": "redis", "redis_url": redis_server.url, "requests_per_minute": 0,
+                "concurrent_requests": 0}
+    a = servers.start_gateway(folder, up.url, settings, upstream_key=UPSTREAM_KEY)
+    b = servers.start_gateway(folder, up.url, settings, upstream_key=UPSTREAM_KEY)
+    try:
+        rid = "resp_redis_" + terminal[9:]
+        r = ask((up, a, key), stream_of(rid, terminal, final), **{"X-Resumable": "true"})
+        assert r.status_code == 200
+        assert_no_key(r.content, "the resumable stream on A")
+        resumed = requests.get(b.url + r.headers["X-Resume-Url"], headers={"Last-Event-ID": "1"}, timeout=30)
+        assert resumed.status_code == 200
+        assert_no_key(resumed.content, "the resume on B")
+        again = requests.get(b.base + "/responses/" + rid, params={"stream": "true", "starting_after": "0"},
+                             headers=hh.auth(key), timeout=30)
+        assert again.status_code == 200 and again.content.startswith(b"event: response.output_text.delta\n")
+        assert_no_key(again.content, "GET /responses/{id}?stream=true on B")
+    finally:
+        a.stop()
+        b.stop()
+        up.close()
