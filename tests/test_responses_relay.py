@@ -72,13 +72,21 @@ def _cut_before(blocks, marker, client=b""):
     return b"".join(client_view(b, client).replace(UPSTREAM_MODEL, CLIENT_MODEL) + b"\n\n" for b in blocks[:index])
 
 
-def test_upstream_error_event_becomes_the_gateway_error_event(gateway, mock, headers):
+def upstream_error_event(code, message, param, sequence) -> bytes:
+    """The upstream's own error event as relayed: its code, message and param as sent, the next
+    sequence_number, and the `error` object the SDKs raise on."""
+    fields = {"code": code, "message": message, "param": param}
+    obj = dict({"type": "error"}, **fields, sequence_number=sequence, error=fields)
+    return b"event: error\ndata: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def test_upstream_error_event_keeps_its_code_message_and_param(gateway, mock, headers):
     blocks = events(upstream_bytes(mock, "error_mid_stream"))
     assert blocks[-1].startswith(b"event: error\n")
     r = through(gateway, headers, "error_mid_stream")
     assert r.status_code == 200
-    assert r.content == _cut_before(blocks, lambda b: b.startswith(b"event: error"), r.content) + error_event(
-        "upstream_stream_error", "The service encountered an unexpected error while generating the response.", 7)
+    assert r.content == _cut_before(blocks, lambda b: b.startswith(b"event: error"), r.content) + upstream_error_event(
+        "server_error", "The service encountered an unexpected error while generating the response.", None, 7)
 
 
 def test_missing_terminal_event_ends_with_an_error_event(gateway, mock, headers):
@@ -102,7 +110,7 @@ def test_fault_error_after_n_events(gateway, mock, headers):
     mock.set_fault(test_id, {"error_after": 5, "error": "boom"}, times=1)
     r = through(gateway, dict(headers, **{"X-Mock-Test-Id": test_id}), "story")
     blocks = events(r.content)
-    assert len(blocks) == 6 and blocks[-1] + b"\n\n" == error_event("upstream_stream_error", "boom", 5)
+    assert len(blocks) == 6 and blocks[-1] + b"\n\n" == upstream_error_event("server_error", "boom", None, 5)
 
 
 def test_an_error_before_the_stream_has_its_status_and_a_json_body(gateway, headers):

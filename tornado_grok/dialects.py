@@ -16,7 +16,7 @@ import re
 
 import ujson
 
-from . import errors, sse
+from . import errors, response_failures, sse
 from .errors import GatewayError, json_bytes
 from .ownership import RESPONSE
 from .relay import _rewrite as rewrite
@@ -100,9 +100,14 @@ class ResponsesDialect:
             raise bad_event()
         kind = obj.get("type")
         if kind == "error" or obj.get("error"):
-            # The Responses `error` event, or xAI's {"code","error"} object: the gateway's own
-            # error event replaces it, in the form every SDK raises on (error_event below).
-            raise GatewayError(502, errors.upstream_text(data, relay.gateway.upstream.secrets) or "the upstream reported an error",
+            # The Responses `error` event keeps its code, message and param (UpstreamErrorEvent);
+            # xAI's {"code","error"} object becomes the gateway's own error event. Either way in
+            # the form every SDK raises on (error_event below).
+            secrets = relay.gateway.upstream.secrets
+            fields = response_failures.error_fields(obj, secrets) if kind == "error" else None
+            if fields is not None:
+                raise UpstreamErrorEvent(fields)
+            raise GatewayError(502, errors.upstream_text(data, secrets) or "the upstream reported an error",
                                code="upstream_stream_error")
         response = obj.get("response")
         if type(response) is dict and self.owner is not None:
@@ -113,6 +118,8 @@ class ResponsesDialect:
                 relay.usage_seen = usage
             self.failed = kind == "response.failed"
             relay.saw_done = True
+            if kind != "response.completed":  # the upstream's failure texts, without the operator key
+                data = response_failures.scrub_event(data, obj, relay.gateway.upstream.secrets)
         if relay.rewrite is not None:
             data = rewrite(data, relay.rewrite)
         if name is None:
@@ -138,12 +145,27 @@ class ResponsesDialect:
         """`event: error` with the Responses error fields (type, code, message, param, the next
         sequence_number) and an `error` object: openai-python and openai-node raise APIError on
         an event whose `error` is an object, showing its message; other readers see a
-        ResponseErrorEvent."""
+        ResponseErrorEvent. The upstream's own error event (UpstreamErrorEvent) keeps its code,
+        message and param as sent; only the `error` object and the sequence_number are added."""
+        fields = getattr(err, "fields", None)
+        if fields is not None:
+            obj = {"type": "error", **fields, "sequence_number": next_sequence(relay.last_out), "error": fields}
+            return b"event: error\ndata: " + json_bytes(obj) + b"\n\n"
         message = "API error: " + err.message
         obj = {"type": "error", "code": err.code, "message": message, "param": None,
                "sequence_number": next_sequence(relay.last_out),
                "error": {"type": err.kind, "code": err.code, "message": message, "param": None}}
         return b"event: error\ndata: " + json_bytes(obj) + b"\n\n"
+
+
+class UpstreamErrorEvent(GatewayError):
+    """The upstream's Responses `error` event: `fields` are its code, message and param as sent
+    (response_failures.error_fields), relayed by ResponsesDialect.error_event."""
+
+    def __init__(self, fields: dict):
+        message = fields["message"] or "the upstream reported an error"
+        super().__init__(502, message, code="upstream_stream_error")
+        self.fields = fields
 
 
 def next_sequence(last_out) -> int:

@@ -9,7 +9,7 @@ import ujson
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from .. import errors
+from .. import errors, validate
 from ..errors import GatewayError
 from ..upstream import curl_errno
 from ..usage import settle
@@ -463,7 +463,7 @@ def screen(gateway, request) -> GatewayError | None:
     except GatewayError as e:
         return e
     length = request.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > gateway.config.max_body_size:
+    if length and (validate.ascii_digits(length, validate.CONTENT_LENGTH_DIGITS) or 0) > gateway.config.max_body_size:
         return _too_large(gateway.config.max_body_size)
     if len(gateway.upstream.active) >= gateway.config.max_upstream:
         return _overloaded_now(gateway, "max_upstream")
@@ -499,7 +499,7 @@ class RefusedHandler(BaseHandler):
             return  # no body to avoid reading: answer in the method, and keep the connection open
         if (self.error.status != 401 or self.request.method != "POST" or "Expect" in headers
                 or "Transfer-Encoding" in headers
-                or not length.isdigit() or int(length) > PEEK_BYTES
+                or (validate.ascii_digits(length, validate.CONTENT_LENGTH_DIGITS) or PEEK_BYTES + 1) > PEEK_BYTES
                 or self.answers_sse is APIHandler.answers_sse):
             raise self.error
 

@@ -6,7 +6,7 @@ so keys, limits, accounting, timeouts, keep-alives, backpressure and disconnects
 
 import re
 
-from .. import validate
+from .. import response_failures, validate
 from ..dialects import ResponsesDialect
 from ..ownership import RESPONSE
 from ..relay import StreamRelay
@@ -48,6 +48,7 @@ class ResponsesHandler(APIHandler):
             await relay.run(dumps(body), self.forward_headers())
         else:
             result = await self.fetch_whole("POST", "/responses", body)
+            result = response_failures.scrub_body(result, self.gateway.upstream.secrets)
             if isinstance(result, dict) and "model" in result:
                 result["model"] = asked
             owner.issue_response(result)
@@ -72,6 +73,7 @@ class ResponseHandler(APIHandler):
             await relay.run(None, self.forward_headers(), "GET", path, query)
         else:
             result = await self.fetch_whole("GET", path, query=query)
+            result = response_failures.scrub_body(result, self.gateway.upstream.secrets)
             owner.issue_response(result)
             self.account(None, "completed")
             self.write_json(result)
@@ -98,9 +100,7 @@ class ResponseHandler(APIHandler):
             query["stream"] = stream
         after = self.get_query_argument("starting_after", None)
         if after is not None:
-            if not after.isdigit() or len(after) > 12:
-                raise validate.bad("query parameter 'starting_after' must be a non-negative integer")
-            query["starting_after"] = after
+            query["starting_after"] = str(validate.ascii_int(after, "query parameter 'starting_after'", 12))
         include = self.get_query_arguments("include") + self.get_query_arguments("include[]")
         for value in include:
             if not _INCLUDE.match(value):
