@@ -2,7 +2,8 @@
 
     up = CutUpstream()                       # a thread with its own IOLoop, on a free loopback port
     sid = up.script([b"data: {", b'"a":1}\\n\\n', b"data: [DONE]\\n\\n"])
-    # POST {up.url}/chat/completions with the last user message `sid`: a 200 text/event-stream
+    # POST {up.url}/chat/completions with the last user message `sid` (or {up.url}/responses with
+    # the input `sid`): a 200 text/event-stream
     # whose body is those pieces, each written and flushed on its own (one HTTP chunk each).
     up.close()
 
@@ -32,7 +33,8 @@ class _ScriptHandler(tornado.web.RequestHandler):
     async def post(self, _prefix):
         self.peers.append(self.request.connection.stream.socket.getpeername())
         body = json.loads(self.request.body)
-        script = self.scripts.pop(body["messages"][-1]["content"], None)
+        sid = body["input"] if "input" in body else body["messages"][-1]["content"]  # Responses or chat
+        script = self.scripts.pop(sid, None)
         if script is None:
             self.set_status(404)
             self.finish({"code": "not_found", "error": "no such script"})
@@ -56,13 +58,14 @@ class CutUpstream(ThreadServer):
         self.scripts: dict = {}
         self.peers: list = []  # the client address of each request, in order (connection reuse)
         self._ids = itertools.count()
-        self.start(tornado.web.Application([(r"(.*)/chat/completions", _ScriptHandler,
+        self.start(tornado.web.Application([(r"(.*)/(?:chat/completions|responses)", _ScriptHandler,
                                              {"scripts": self.scripts, "peers": self.peers})]))
         self.url = "http://127.0.0.1:%d/v1" % self.port
 
     def script(self, pieces: list, status: int = 200, content_type: str = "text/event-stream") -> str:
         """Registers the pieces of one response (a 200 event stream unless `status` and
-        `content_type` say otherwise); returns the id to send as the last user message."""
+        `content_type` say otherwise); returns the id to send as the last user message (a
+        Responses request: as its `input`)."""
         sid = "script-%d" % next(self._ids)
         self.scripts[sid] = (status, content_type, list(pieces))
         return sid

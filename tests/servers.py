@@ -141,7 +141,9 @@ def start_gateway(tmp_dir: str, upstream_url: str | None, settings: dict | None 
             "--keys-file", os.path.join(tmp_dir, "keys.json")]
     if upstream_url:
         argv += ["--upstream-url", upstream_url]
-    return Gateway(argv + list(args), env)
+    gateway = Gateway(argv + list(args), env)
+    gateway.id_secret_file = os.path.join(tmp_dir, "id_secret")  # the default: beside the keys file
+    return gateway
 
 
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01):

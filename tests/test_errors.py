@@ -125,6 +125,9 @@ def test_upstream_text(body, text):
 @pytest.mark.parametrize("headers,expected", [
     ({"Retry-After": "7"}, "7"), ({"retry-after": "2.9"}, "2"), ({"Retry-After": "-3"}, "0"),
     ({"Retry-After": "soon"}, "1"), ({}, "1"), (None, "1"),
+    # Not ASCII digits: the default, never an OverflowError (inf, 1e400) or a digit read from "٣".
+    ({"Retry-After": "inf"}, "1"), ({"Retry-After": "1e400"}, "1"), ({"Retry-After": "\u0663"}, "1"),
+    ({"Retry-After": "nan"}, "1"), ({"Retry-After": "1" * 30}, "1"), ({"Retry-After": " 12 "}, "12"),
 ])
 def test_retry_after_of_an_upstream_429(headers, expected):
     assert errors.from_upstream(429, b"", headers, ()).headers["Retry-After"] == expected

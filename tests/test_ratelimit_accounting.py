@@ -31,9 +31,9 @@ def test_two_writers_one_total_and_outage_buffering(monkeypatch):
         await b.record("bob", None, False, "rejected")
         expected = {
             "alice": {"requests": 2, "prompt_tokens": 15, "completion_tokens": 21, "reasoning_tokens": 7,
-                      "streams": 2, "abandoned_streams": 1, "errors": 0},
+                      "streams": 2, "abandoned_streams": 1, "errors": 0, "estimated_requests": 0, "estimated_tokens": 0},
             "bob": {"requests": 1, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0,
-                    "streams": 0, "abandoned_streams": 0, "errors": 1},
+                    "streams": 0, "abandoned_streams": 0, "errors": 1, "estimated_requests": 0, "estimated_tokens": 0},
         }
         assert await a.snapshot() == expected
         server.stop()

@@ -39,6 +39,7 @@ def acquire(limiter, limits, key="k"):
 @pytest.mark.parametrize("seconds, text", [
     (-1, "0s"), (0, "0s"), (0.0004, "1ms"), (0.25, "250ms"), (0.9994, "999ms"), (1, "1s"), (1.5, "1.5s"),
     (2.0004, "2s"), (2.125, "2.125s"), (59.5, "59.5s"), (60, "1m0s"), (123, "2m3s"), (3600, "60m0s"),
+    (119.6, "2m0s"), (239999.9, "4000m0s"),
 ])
 def test_format_seconds_is_openais_duration_style(seconds, text):
     assert format_seconds(seconds) == text

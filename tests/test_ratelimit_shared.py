@@ -189,9 +189,9 @@ def test_usage_is_shared_across_processes(fleet, redis_url):
     doc = servers.wait_until(totals, timeout=10)
     assert doc["scope"] == "shared" and doc["backend"] == "redis"
     t = doc["keys"]["k"]
-    # three answers of 1 + 4 tokens; the abandoned stream ended before any usage was seen
-    assert (t["requests"], t["streams"], t["errors"]) == (4, 1, 0)
-    assert (t["prompt_tokens"], t["completion_tokens"]) == (3, 12)
+    # three answers of 1 + 4 tokens; the abandoned stream ended before any usage was seen: estimated
+    assert (t["requests"], t["streams"], t["errors"], t["estimated_requests"]) == (4, 1, 0, 1)
+    assert t["prompt_tokens"] + t["completion_tokens"] - t["estimated_tokens"] == 3 + 12
 
 
 @pytest.fixture

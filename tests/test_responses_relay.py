@@ -11,7 +11,7 @@ import requests
 
 from tests import hardening_helpers as hh
 from tests.servers import wait_until
-from tests.wire import CLIENT_MODEL, SEED_MODEL, UPSTREAM_MODEL, direct, events, post
+from tests.wire import CLIENT_MODEL, SEED_MODEL, UPSTREAM_MODEL, bound_ids, client_view, direct, events, post
 TERMINALS = (b"event: response.completed\n", b"event: response.incomplete\n", b"event: response.failed\n")
 
 
@@ -44,7 +44,9 @@ def test_relayed_byte_for_byte(gateway, mock, headers, scenario):
     assert r.headers["Content-Type"] == "text/event-stream; charset=utf-8"
     expected = upstream_bytes(mock, scenario)
     assert UPSTREAM_MODEL in expected  # the nested response.model is put back too
-    assert r.content == expected.replace(UPSTREAM_MODEL, CLIENT_MODEL)
+    # The response id is bound to the key (ownership.py); nothing else differs from the upstream's bytes.
+    assert list(bound_ids(r.content)) == [b"resp_mock_" + scenario.encode()]
+    assert r.content == client_view(expected, r.content).replace(UPSTREAM_MODEL, CLIENT_MODEL)
     last = events(r.content)[-1] + b"\n"
     assert last.startswith(TERMINALS) and b"[DONE]" not in r.content
     assert b'"usage":{"input_tokens"' in last
@@ -65,25 +67,33 @@ def test_the_default_answer_streams(gateway, headers):
     assert text == "Mock answer to: hello there gateway"
 
 
-def _cut_before(blocks, marker):
+def _cut_before(blocks, marker, client=b""):
     index = next(i for i, b in enumerate(blocks) if marker(b))
-    return b"".join(b.replace(UPSTREAM_MODEL, CLIENT_MODEL) + b"\n\n" for b in blocks[:index])
+    return b"".join(client_view(b, client).replace(UPSTREAM_MODEL, CLIENT_MODEL) + b"\n\n" for b in blocks[:index])
 
 
-def test_upstream_error_event_becomes_the_gateway_error_event(gateway, mock, headers):
+def upstream_error_event(code, message, param, sequence) -> bytes:
+    """The upstream's own error event as relayed: its code, message and param as sent, the next
+    sequence_number, and the `error` object the SDKs raise on."""
+    fields = {"code": code, "message": message, "param": param}
+    obj = dict({"type": "error"}, **fields, sequence_number=sequence, error=fields)
+    return b"event: error\ndata: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def test_upstream_error_event_keeps_its_code_message_and_param(gateway, mock, headers):
     blocks = events(upstream_bytes(mock, "error_mid_stream"))
     assert blocks[-1].startswith(b"event: error\n")
     r = through(gateway, headers, "error_mid_stream")
     assert r.status_code == 200
-    assert r.content == _cut_before(blocks, lambda b: b.startswith(b"event: error")) + error_event(
-        "upstream_stream_error", "The service encountered an unexpected error while generating the response.", 7)
+    assert r.content == _cut_before(blocks, lambda b: b.startswith(b"event: error"), r.content) + upstream_error_event(
+        "server_error", "The service encountered an unexpected error while generating the response.", None, 7)
 
 
 def test_missing_terminal_event_ends_with_an_error_event(gateway, mock, headers):
     upstream = upstream_bytes(mock, "no_terminal")
     assert not any(t in upstream for t in TERMINALS)
     r = through(gateway, headers, "no_terminal")
-    assert r.content == upstream.replace(UPSTREAM_MODEL, CLIENT_MODEL) + error_event(
+    assert r.content == client_view(upstream, r.content).replace(UPSTREAM_MODEL, CLIENT_MODEL) + error_event(
         "upstream_incomplete", "the upstream ended the stream without a terminal event "
         "(response.completed, response.incomplete or response.failed)", 11)
 
@@ -91,7 +101,7 @@ def test_missing_terminal_event_ends_with_an_error_event(gateway, mock, headers)
 def test_malformed_event_ends_with_an_error_event(gateway, mock, headers):
     blocks = events(upstream_bytes(mock, "malformed"))
     r = through(gateway, headers, "malformed")
-    good = _cut_before(blocks, lambda b: b'" a ti' in b)
+    good = _cut_before(blocks, lambda b: b'" a ti' in b, r.content)
     assert r.content == good + error_event("upstream_bad_event", "the upstream sent an event that is not a JSON object", 6)
 
 
@@ -100,7 +110,7 @@ def test_fault_error_after_n_events(gateway, mock, headers):
     mock.set_fault(test_id, {"error_after": 5, "error": "boom"}, times=1)
     r = through(gateway, dict(headers, **{"X-Mock-Test-Id": test_id}), "story")
     blocks = events(r.content)
-    assert len(blocks) == 6 and blocks[-1] + b"\n\n" == error_event("upstream_stream_error", "boom", 5)
+    assert len(blocks) == 6 and blocks[-1] + b"\n\n" == upstream_error_event("server_error", "boom", None, 5)
 
 
 def test_an_error_before_the_stream_has_its_status_and_a_json_body(gateway, headers):
@@ -126,7 +136,8 @@ def test_whole_response_has_the_client_model_and_is_accounted(make_gateway, mock
     assert r.status_code == 200
     expected = direct(mock, body(model="grok-4.20-non-reasoning", stream=False), {"X-Mock-Scenario": "story"},
                       path="/responses").json()
-    assert r.json() == dict(expected, model=SEED_MODEL)
+    assert r.json()["id"].startswith("resp_mock_story.") and bound_ids(r.content) == {b"resp_mock_story": r.json()["id"].encode()}
+    assert r.json() == dict(expected, model=SEED_MODEL, id=r.json()["id"])
     line = hh.access_line(g, r.headers["X-Request-Id"])
     assert line["usage"] == expected["usage"] and line["ended"] == "completed"
 
@@ -201,9 +212,11 @@ def test_retrieve_stream_resume_and_delete(gateway, mock, headers):
     assert got.status_code == 200 and got.json()["id"] == rid and got.json()["status"] == "completed"
     resumed = requests.get(gateway.base + "/responses/%s?stream=true&starting_after=24" % rid, headers=headers)
     assert resumed.headers["Content-Type"] == "text/event-stream; charset=utf-8"
-    direct_resume = requests.get(mock.base + "/responses/%s?stream=true&starting_after=24" % rid,
+    upstream_id = rid.rsplit(".", 1)[0]
+    direct_resume = requests.get(mock.base + "/responses/%s?stream=true&starting_after=24" % upstream_id,
                                  headers={"Authorization": "Bearer direct"})
-    assert resumed.content == direct_resume.content
+    assert resumed.content == direct_resume.content.replace(b'"%s"' % upstream_id.encode(), b'"%s"' % rid.encode())
+    assert upstream_id.encode() not in resumed.content.replace(rid.encode(), b"")
     assert [json.loads(b.split(b"\ndata: ", 1)[1])["sequence_number"] for b in events(resumed.content)] == [25, 26, 27]
     deleted = requests.delete(gateway.base + "/responses/" + rid, headers=headers)
     assert deleted.status_code == 200 and deleted.json() == {"id": rid, "object": "response", "deleted": True}

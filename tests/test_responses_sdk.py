@@ -111,7 +111,7 @@ def test_async_client(async_openai_client):
 
 
 @pytest.mark.parametrize("name,message", [
-    ("error_mid_stream", "API error: The service encountered an unexpected error while generating the response."),
+    ("error_mid_stream", "The service encountered an unexpected error while generating the response."),  # xAI's text
     ("no_terminal", "API error: the upstream ended the stream without a terminal event"),
     ("malformed", "API error: the upstream sent an event that is not a JSON object"),
 ])
@@ -126,6 +126,21 @@ def test_a_broken_stream_raises_in_the_sdk_with_its_text(openai_client, name, me
         with openai_client.responses.stream(model=MODEL, input="x", extra_headers=scenario(name)) as stream:
             stream.get_final_response()
     assert str(helper.value).startswith(message)
+
+
+def test_the_upstream_error_event_raises_in_the_sdk_with_xais_code_and_text(openai_client):
+    """The mock's recorded xAI error event: the SDK raises APIError with xAI's own message and code,
+    from responses.create(stream=True) and from responses.stream() alike."""
+    text = "The service encountered an unexpected error while generating the response."
+    with pytest.raises(openai.APIError) as e:
+        list(openai_client.responses.create(model=MODEL, input="x", stream=True,
+                                            extra_headers=scenario("error_mid_stream")))
+    assert (str(e.value), e.value.code, e.value.param) == (text, "server_error", None)
+    assert e.value.body == {"code": "server_error", "message": text, "param": None}
+    with pytest.raises(openai.APIError) as helper:
+        with openai_client.responses.stream(model=MODEL, input="x", extra_headers=scenario("error_mid_stream")) as s:
+            s.get_final_response()
+    assert (str(helper.value), helper.value.code) == (text, "server_error")
 
 
 def test_an_error_before_the_stream_is_the_sdk_status_error_with_text(gateway):

@@ -32,6 +32,11 @@ def test_ordinary_deltas_take_the_fast_path():
     # A lone CR ends a line: these are two data lines, which the byte scan would take for one.
     b'event: response.output_text.delta\ndata: {"a":1}\rdata: {"b":2}\n\n',
     DELTA + b'event: response.output_text.delta\ndata: {"a":"\r"}\n\n',
+    # Not JSON, though framed by braces: what bytes can tell without parsing goes to the parser.
+    DELTA + b'event: response.output_text.delta\ndata: {oops}\n\n',
+    b'event: response.output_text.delta\ndata: {"delta":"x",}\n\n',
+    b'event: response.output_text.delta\ndata: {"delta":}\n\n',
+    b'event: response.output_text.delta\ndata: {"delta":"cut}\n\n',
 ])
 def test_everything_else_goes_through_the_parser(read):
     assert plain_deltas(read) is None

@@ -15,6 +15,7 @@ import requests
 from mock_upstream.handlers import rest as mock_rest
 from tornado_grok.routes import ROUTES
 from tests.servers import UPSTREAM_KEY
+from tests.wire import bind
 
 ALIAS, TARGET = "grok-4-1-fast-non-reasoning", "grok-4.20-non-reasoning"
 
@@ -55,7 +56,8 @@ def test_every_row_has_a_case():
 @pytest.mark.parametrize("method,path,body,upstream", CASES, ids=[c[1] for c in CASES])
 def test_each_route_relays_the_upstream_answer(gateway, key, mock, method, path, body, upstream):
     headers = tagged(key)
-    r = call(method, gateway.base + path, body, headers)
+    # A deferred request's id reaches the client bound to its key (ownership.py): the id it sends back.
+    r = call(method, gateway.base + path.replace("req-123", bind(gateway, key, "deferred", "req-123")), body, headers)
     direct = call(method, mock.base + path, body, {"Authorization": "Bearer direct"})
     assert (r.status_code, direct.status_code) == (200, 200), r.text
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
@@ -68,12 +70,12 @@ def test_each_route_relays_the_upstream_answer(gateway, key, mock, method, path,
 
 def test_deferred_completion_pending_done_and_missing(gateway, key):
     url = gateway.base + "/chat/deferred-completion/"
-    pending = call("GET", url + "pending-1", headers=tagged(key))
+    pending = call("GET", url + bind(gateway, key, "deferred", "pending-1"), headers=tagged(key))
     assert (pending.status_code, pending.content) == (202, b"")
-    done = call("GET", url + "abc-42", headers=tagged(key))
+    done = call("GET", url + bind(gateway, key, "deferred", "abc-42"), headers=tagged(key))
     assert done.status_code == 200
     assert done.json()["choices"][0]["message"]["content"] == "Deferred answer for abc-42."
-    missing = call("GET", url + "missing-7", headers=tagged(key))
+    missing = call("GET", url + bind(gateway, key, "deferred", "missing-7"), headers=tagged(key))
     assert missing.status_code == 404
     assert missing.json()["error"]["message"] == "API error: No deferred completion with request id missing-7"
 

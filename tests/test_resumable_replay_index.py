@@ -15,13 +15,13 @@ from tests import hardening_helpers as hh
 from tests import resumable_helpers as rh
 from tests import servers
 from tests.redis_server import skip_unless_available
-from tests.wire import SEED_MODEL, SEED_PROMPT
+from tests.wire import SEED_MODEL, SEED_PROMPT, bind
 from tornado_grok import resumable
 from tornado_grok.config import Config
 
 BODY = {"model": SEED_MODEL, "input": SEED_PROMPT, "stream": True}
 OPEN = {"requests_per_minute": 0, "concurrent_requests": 0}
-RESPONSE_ID = "resp_mock_story"
+RESPONSE_ID = "resp_mock_story"  # the upstream's id; the client sees it bound to its key
 
 
 def events(body: bytes) -> list:
@@ -68,7 +68,8 @@ def test_the_start_is_a_bisect_and_nothing_is_parsed(monkeypatch):
 
 def retrieve(g, key, n: int) -> bytes:
     query = "&starting_after=%d" % n if n >= 0 else ""  # none: the whole stream
-    r = requests.get(g.base + "/responses/%s?stream=true%s" % (RESPONSE_ID, query), headers=hh.auth(key), timeout=30)
+    r = requests.get(g.base + "/responses/%s?stream=true%s" % (bind(g, key, "response", RESPONSE_ID), query),
+                     headers=hh.auth(key), timeout=30)
     assert r.status_code == 200
     return r.content.replace(b": keep-alive\n", b"")
 

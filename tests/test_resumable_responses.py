@@ -3,7 +3,7 @@ Responses stream started with `X-Resumable: true` is read again by the OpenAI SD
 `responses.retrieve(id, stream=True, starting_after=N)` from the gateway's store (by the events' own
 sequence_number, no `id:` lines), on its own process (memory) and on another one (Redis); the mock
 upstream never sees the GET. Another key's GET, or a response the store does not know, is relayed
-upstream as before."""
+upstream as before; another key's id is a 404 that the upstream never sees.""" 
 
 import json
 import os
@@ -18,12 +18,17 @@ from tests import resumable_helpers as rh
 from tests import servers
 from tests.redis_server import skip_unless_available
 from tests.servers import wait_until
-from tests.wire import SEED_MODEL, SEED_PROMPT
+from tests.wire import SEED_MODEL, SEED_PROMPT, bind, unbound
 
 BODY = {"model": SEED_MODEL, "input": SEED_PROMPT, "stream": True}
 PATH = "/api/v1/responses"
 OPEN = {"requests_per_minute": 0, "concurrent_requests": 0}
-RESPONSE_ID = "resp_mock_story"  # the id of the mock's responses_story
+RESPONSE_ID = "resp_mock_story"  # the upstream's id of the mock's responses_story
+
+
+def client_id(g, key) -> str:
+    """The story's response id as the gateway hands it to this key."""
+    return bind(g, key, "response", RESPONSE_ID)
 
 
 def events(body: bytes) -> list:
@@ -51,13 +56,13 @@ def start_and_drop(g, key, test_id: str, n_events: int = 4) -> tuple:
 
 def sdk_retrieve(g, key, test_id: str, n: int) -> list:
     client = openai.OpenAI(api_key=key, base_url=g.base, max_retries=0)
-    stream = client.responses.retrieve(RESPONSE_ID, stream=True, starting_after=n,
+    stream = client.responses.retrieve(client_id(g, key), stream=True, starting_after=n,
                                        extra_headers={"X-Mock-Test-Id": test_id})
     return [event.model_dump(mode="json", exclude_unset=True) for event in stream]
 
 
 def wire_retrieve(g, key, test_id: str, n: int) -> requests.Response:
-    return requests.get(g.base + "/responses/%s?stream=true&starting_after=%d" % (RESPONSE_ID, n),
+    return requests.get(g.base + "/responses/%s?stream=true&starting_after=%d" % (client_id(g, key), n),
                         headers=hh.auth(key, **{"X-Mock-Test-Id": test_id}), timeout=30)
 
 
@@ -100,7 +105,7 @@ def test_without_starting_after_the_whole_stream_and_past_the_end_nothing(gw, pl
     g, key = gw
     test_id = uuid.uuid4().hex
     start_and_drop(g, key, test_id, 2)
-    whole = requests.get(g.base + "/responses/%s?stream=true" % RESPONSE_ID,
+    whole = requests.get(g.base + "/responses/%s?stream=true" % client_id(g, key),
                          headers=hh.auth(key, **{"X-Mock-Test-Id": test_id}), timeout=30)
     assert whole.status_code == 200 and whole.content == plain
     last = sequence(events(plain)[-1])
@@ -117,7 +122,7 @@ def test_a_cancel_ends_the_retrieve_with_the_error_the_sdk_raises(gw, plain, moc
     partial.cut(False)
     n = sequence(events(rh.strip_ids(got))[-1])
     client = openai.OpenAI(api_key=key, base_url=g.base, max_retries=0)
-    stream = client.responses.retrieve(RESPONSE_ID, stream=True, starting_after=n,
+    stream = client.responses.retrieve(client_id(g, key), stream=True, starting_after=n,
                                        extra_headers={"X-Mock-Test-Id": test_id})
     seen = [next(stream).sequence_number]
     assert requests.delete(g.url + url, timeout=5).json()["cancelled"] is True
@@ -129,23 +134,30 @@ def test_a_cancel_ends_the_retrieve_with_the_error_the_sdk_raises(gw, plain, moc
     assert upstream_gets(mock, test_id) == []
 
 
-def test_another_key_is_relayed_upstream(gw, plain, mock):
+def test_another_key_gets_404_and_the_upstream_never_sees_it(gw, plain, mock):
     g, key = gw
     test_id = uuid.uuid4().hex
     start_and_drop(g, key, test_id)
     other = servers.add_key(g.argv[g.argv.index("--keys-file") + 1], "other-" + uuid.uuid4().hex[:6])
     wait_until(lambda: requests.get(g.base + "/models", headers=hh.auth(other), timeout=5).status_code == 200,
                timeout=10)
+    for query in ("?stream=true&starting_after=3", "?stream=true", ""):
+        r = requests.get(g.base + "/responses/" + client_id(g, key) + query,
+                         headers=hh.auth(other, **{"X-Mock-Test-Id": test_id}), timeout=30)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", query
+    assert upstream_gets(mock, test_id) == []
+    # The same upstream object under the other key's own id: not this key's stream, so not from the
+    # store; it is relayed upstream (the mock gives every story the same id).
     r = wire_retrieve(g, other, test_id, 3)
-    assert r.status_code == 200
-    gets = upstream_gets(mock, test_id)
-    assert len(gets) == 1 and "/v1/responses/" + RESPONSE_ID in gets[0]["path"]
+    assert r.status_code == 200 and sequence(events(r.content)[0]) == 4
+    assert len(upstream_gets(mock, test_id)) == 1
 
 
 def test_a_plain_stream_is_not_in_the_store(make_gateway, plain, mock):
     g, key = make_gateway(OPEN)  # a store of its own (the mock gives every story the same id)
     test_id = uuid.uuid4().hex
-    assert rh.whole_stream(g, key, resumable=None, speed="0", path=PATH, body=BODY, test_id=test_id)[1] == plain
+    got = rh.whole_stream(g, key, resumable=None, speed="0", path=PATH, body=BODY, test_id=test_id)[1]
+    assert unbound(got) == unbound(plain) and client_id(g, key).encode() in got
     # Not resumable, so not in the store: the GET is relayed upstream, as before.
     r = wire_retrieve(g, key, test_id, 3)
     assert r.status_code == 200 and sequence(events(r.content)[0]) == 4  # the mock's own replay
@@ -162,10 +174,12 @@ def test_on_redis_the_sdk_retrieves_on_another_process(mock, redis_server, tmp_p
     try:
         test_id = uuid.uuid4().hex
         got, n = start_and_drop(a, key, test_id)
+        # `plain` came through another gateway (another secret): the same bytes, ids bound otherwise.
+        mine = unbound(plain).replace(b'"%s"' % RESPONSE_ID.encode(), b'"%s"' % client_id(a, key).encode())
         rest = sdk_retrieve(b, key, test_id, n)
-        assert rest == [json.loads(e.split(b"\ndata: ", 1)[1]) for e in events(after(plain, n))]
+        assert rest == [json.loads(e.split(b"\ndata: ", 1)[1]) for e in events(after(mine, n))]
         r = wire_retrieve(b, key, test_id, n)
-        assert got + r.content.replace(b": keep-alive\n", b"") == plain
+        assert got + r.content.replace(b": keep-alive\n", b"") == mine
         assert upstream_gets(mock, test_id) == []
     finally:
         a.stop()

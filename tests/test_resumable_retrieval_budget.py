@@ -11,10 +11,10 @@ from tests import hardening_helpers as hh
 from tests import resumable_helpers as rh
 from tests.redis_server import available
 from tests.servers import wait_until
-from tests.wire import SEED_MODEL, SEED_PROMPT
+from tests.wire import SEED_MODEL, SEED_PROMPT, bind
 
 BODY = {"model": SEED_MODEL, "input": SEED_PROMPT, "stream": True}
-RESPONSE_ID = "resp_mock_story"  # the id of the mock's responses_story
+RESPONSE_ID = "resp_mock_story"  # the upstream's id of the mock's responses_story
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.skipif(
@@ -28,7 +28,8 @@ def limiter(request):
 def retrieve(g, key, test_id: str) -> requests.Response:
     """GET /responses/{id}?stream=true of a stream that still runs: a 200's head only (its body
     follows the live stream), an error whole."""
-    r = requests.get(g.base + "/responses/%s?stream=true&starting_after=1" % RESPONSE_ID, stream=True,
+    r = requests.get(g.base + "/responses/%s?stream=true&starting_after=1" % bind(g, key, "response", RESPONSE_ID),
+                     stream=True,
                      headers=hh.auth(key, **{"X-Mock-Test-Id": test_id}), timeout=30)
     if r.status_code != 200:
         r.content
@@ -72,7 +73,7 @@ def test_by_default_a_key_gets_ten_times_its_request_rate(make_gateway, mock):
     g, key = make_gateway({"requests_per_minute": 1, "concurrent_requests": 0})
     test_id = uuid.uuid4().hex
     head, _ = rh.whole_stream(g, key, path="/api/v1/responses", body=BODY, test_id=test_id, speed="0")
-    url = g.base + "/responses/%s?stream=true&starting_after=999999999999" % RESPONSE_ID
+    url = g.base + "/responses/%s?stream=true&starting_after=999999999999" % bind(g, key, "response", RESPONSE_ID)
     answers = [requests.get(url, headers=hh.auth(key), timeout=10) for _ in range(11)]
     assert [(r.status_code, r.content) for r in answers[:10]] == [(200, b"")] * 10  # past its last event
     assert answers[10].status_code == 429 and "(10 per minute)" in answers[10].json()["error"]["message"]

@@ -1,6 +1,10 @@
-"""Usage per client key: requests and the upstream's token counts, abandoned streams included."""
+"""Usage per client key: requests and the upstream's token counts, abandoned streams included, and
+how many requests (and tokens) were charged an estimate (usage.py) for want of the upstream's."""
 
 import collections
+import time
+
+from .usage import MAX_TOKENS
 
 
 def usage_numbers(usage: dict | None) -> tuple[int, int, int]:
@@ -24,6 +28,9 @@ def count(totals: collections.Counter, usage: dict | None, stream: bool, ended: 
     totals["prompt_tokens"] += prompt
     totals["completion_tokens"] += completion
     totals["reasoning_tokens"] += reasoning
+    if isinstance(usage, dict) and usage.get("usage_estimated") is True:
+        totals["estimated_requests"] += 1
+        totals["estimated_tokens"] += prompt + completion
     if stream:
         totals["streams"] += 1
         if ended == "client_gone":
@@ -33,17 +40,30 @@ def count(totals: collections.Counter, usage: dict | None, stream: bool, ended: 
 
 
 def _int(value) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
+    """A count as usage.sane keeps it: a positive int, at most MAX_TOKENS (else 0)."""
+    return min(value, MAX_TOKENS) if type(value) is int and value > 0 else 0
 
 
 class Accounting:
     """In-process totals; `snapshot()` is what the operator reads."""
 
     FIELDS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-              "streams", "abandoned_streams", "errors")
+              "streams", "abandoned_streams", "errors", "estimated_requests", "estimated_tokens")
 
     def __init__(self):
         self._totals: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self._claimed: dict[str, float] = {}  # claim(): token -> when it may be claimed again
+
+    async def claim(self, token: str, ttl: float) -> bool:
+        """True the first time `token` is claimed within `ttl` seconds, False after: something is
+        charged once (a deferred completion's usage), however often it is fetched."""
+        now = time.monotonic()
+        if len(self._claimed) > 10000:
+            self._claimed = {t: until for t, until in self._claimed.items() if until > now}
+        if self._claimed.get(token, 0.0) > now:
+            return False
+        self._claimed[token] = now + ttl
+        return True
 
     async def record(self, key: str, usage: dict | None, stream: bool, ended: str) -> None:
         self.record_now(key, usage, stream, ended)

@@ -55,6 +55,15 @@ class RedisAccounting:
         finally:
             self._flushing = False
 
+    async def claim(self, token: str, ttl: float) -> bool:
+        """Accounting.claim across every process: SET NX with an expiry. While Redis is unreachable
+        it says True (the usage is charged: at worst twice, never lost)."""
+        try:
+            async with self.health.call():
+                return bool(await self.client.set(self.prefix + "claimed:" + token, 1, nx=True, ex=int(ttl)))
+        except Unavailable:
+            return True
+
     async def snapshot(self) -> dict:
         if not self.health.down and not self._flushing:
             await self.flush()

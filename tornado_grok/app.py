@@ -3,6 +3,7 @@
 import ujson
 from tornado import web
 
+from . import validate
 from .accesslog import access_log
 from .config import Config
 from .gateway import Gateway
@@ -58,8 +59,8 @@ class _Application(web.Application):
             return delegate
         # The other endpoints (health, metrics, admin, unknown paths) take no body: a big or chunked
         # one is refused unread rather than read for nothing by someone who needs no key.
-        length = request.headers.get("Content-Length", "")
-        if "Transfer-Encoding" in request.headers or (length.isdigit() and int(length) > PEEK_BYTES):
+        length = validate.ascii_digits(request.headers.get("Content-Length", ""), validate.CONTENT_LENGTH_DIGITS)
+        if "Transfer-Encoding" in request.headers or (length or 0) > PEEK_BYTES:
             if target is not NotFoundHandler:
                 return self.get_handler_delegate(request, TooLargeHandler, {"gateway": gateway,
                                                                             "limit": PEEK_BYTES})

@@ -16,17 +16,11 @@ import argparse
 import os
 import sys
 
-
-def prog(command: str = "") -> str:
-    """`run.py record` or `tornado-grok record`: how the user ran this, for usage lines."""
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "run.py"
-    if name in ("", "-c", "__main__.py", "cli.py"):
-        name = "run.py"
-    return f"{name} {command}".strip()
+from .progname import prog
 
 
 def serve_main(argv: list[str]) -> int:
-    from tornado_grok import auth, config as cfg, server
+    from tornado_grok import auth, config as cfg, ownership, server
 
     p = argparse.ArgumentParser(prog=prog(), description="Serve the tornado_grok gateway.")
     p.add_argument("--port", type=int, help="listening port (config: port, env TG_PORT; 0 = free port)")
@@ -43,6 +37,7 @@ def serve_main(argv: list[str]) -> int:
         # Checked here, once, before any worker is forked: a supervisor must not respawn workers
         # that can only fail the same way (and a newcomer gets one line naming the file, not a traceback).
         auth.read_file(config.keys_file)
+        ownership.load_secret(config)  # made here, before any worker is forked, when it is missing
     except (cfg.ConfigError, OSError) as e:
         print("run.py: configuration error: %s" % e, file=sys.stderr)
         return 2
@@ -122,7 +117,7 @@ def usage_main(argv: list[str]) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     columns = ("requests", "streams", "abandoned_streams", "prompt_tokens", "completion_tokens",
-               "reasoning_tokens", "errors")
+               "reasoning_tokens", "errors", "estimated_requests", "estimated_tokens")
     rows = [("key",) + columns] + [(name,) + tuple(str(t.get(c, 0)) for c in columns)
                                    for name, t in doc["keys"].items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

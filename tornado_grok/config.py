@@ -33,6 +33,7 @@ class Config:
     max_header_count: int = 100
     drain_seconds: float = 30.0
     keys_file: str = os.path.join(ROOT, "conf", "keys.json")
+    id_secret_file: str = ""  # empty: id_secret beside keys_file (ownership.py)
     event_loop: str = "uvloop"
     admin_key: str = ""
     # [upstream]

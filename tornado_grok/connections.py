@@ -23,6 +23,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
 from tornado.util import TimeoutError as _Timeout
 
+from . import validate
 from .errors import GatewayError
 
 log = logging.getLogger("tornado_grok")
@@ -35,7 +36,7 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 4 * 1024 * 1024
 _ACCEPT_PAUSE_FIRST, _ACCEPT_PAUSE_MAX = 0.02, 1.0
 _ACCEPT_LOG_EVERY = 60.0
-_REASONS = {408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 
 class ConnectionSlots:
@@ -113,7 +114,16 @@ class _Connection(HTTP1Connection):
         if data.count(b"\n") > server.max_header_count + 2:
             raise HeadRefused(GatewayError(431, "the request has more than %d header lines"
                                            % server.max_header_count, code="too_many_headers"))
-        return super()._parse_headers(data)
+        start_line, headers = super()._parse_headers(data)
+        length = headers.get("Content-Length")
+        if length is not None:
+            # Screened here, for every path: tornado's own check comes after the app has routed
+            # the request (app.py, handlers/base.py read the length too).
+            try:
+                validate.content_length(length)
+            except GatewayError as e:
+                raise HeadRefused(e) from None
+        return start_line, headers
 
     def _read_body(self, code, headers, delegate):
         watch = self.server.body_watch

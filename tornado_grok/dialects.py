@@ -16,8 +16,9 @@ import re
 
 import ujson
 
-from . import errors, sse
+from . import errors, response_failures, sse
 from .errors import GatewayError, json_bytes
+from .ownership import RESPONSE
 from .relay import _rewrite as rewrite
 
 TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
@@ -82,10 +83,12 @@ class ResponsesDialect:
     incomplete = ("the upstream ended the stream without a terminal event "
                   "(response.completed, response.incomplete or response.failed)")
 
-    __slots__ = ("failed",)
+    __slots__ = ("failed", "owner", "ids")
 
-    def __init__(self):
+    def __init__(self, owner=None):
         self.failed = False  # the terminal event was response.failed
+        self.owner = owner  # ownership.Owner: the response ids the client sees are bound to its key
+        self.ids: dict = {}  # upstream response id -> (its JSON string, the client's), as bytes
 
     def frame(self, relay, event: tuple):
         name, data = event
@@ -97,33 +100,72 @@ class ResponsesDialect:
             raise bad_event()
         kind = obj.get("type")
         if kind == "error" or obj.get("error"):
-            # The Responses `error` event, or xAI's {"code","error"} object: the gateway's own
-            # error event replaces it, in the form every SDK raises on (error_event below).
-            raise GatewayError(502, errors.upstream_text(data, relay.gateway.upstream.secrets) or "the upstream reported an error",
+            # The Responses `error` event keeps its code, message and param (UpstreamErrorEvent);
+            # xAI's {"code","error"} object becomes the gateway's own error event. Either way in
+            # the form every SDK raises on (error_event below).
+            secrets = relay.gateway.upstream.secrets
+            fields = response_failures.error_fields(obj, secrets) if kind == "error" else None
+            if fields is not None:
+                raise UpstreamErrorEvent(fields)
+            raise GatewayError(502, errors.upstream_text(data, secrets) or "the upstream reported an error",
                                code="upstream_stream_error")
+        response = obj.get("response")
+        if type(response) is dict and self.owner is not None:
+            data = self.bind_ids(data, response)
         if kind in TERMINAL:
-            response = obj.get("response")
             usage = response.get("usage") if type(response) is dict else None
             if usage:
                 relay.usage_seen = usage
             self.failed = kind == "response.failed"
             relay.saw_done = True
+            if kind != "response.completed":  # the upstream's failure texts, without the operator key
+                data = response_failures.scrub_event(data, obj, relay.gateway.upstream.secrets)
         if relay.rewrite is not None:
             data = rewrite(data, relay.rewrite)
         if name is None:
             return b"data: " + multiline(data) + b"\n\n"
         return b"event: " + name + b"\ndata: " + multiline(data) + b"\n\n"
 
+    def bind_ids(self, data: bytes, response: dict) -> bytes:
+        """An event that carries a Response object (response.created, .in_progress, the terminal
+        ones), with its `id` and `previous_response_id` as this key sees them. These events are
+        parsed anyway; the delta fast path never carries an id and is never touched."""
+        for field in ("id", "previous_response_id"):
+            upstream_id = response.get(field)
+            if type(upstream_id) is not str or not upstream_id:
+                continue
+            pair = self.ids.get(upstream_id)
+            if pair is None:
+                client_id = self.owner.issue(RESPONSE, upstream_id)
+                pair = self.ids[upstream_id] = (json_bytes(upstream_id), json_bytes(client_id))
+            data = data.replace(pair[0], pair[1])
+        return data
+
     def error_event(self, err: GatewayError, relay) -> bytes:
         """`event: error` with the Responses error fields (type, code, message, param, the next
         sequence_number) and an `error` object: openai-python and openai-node raise APIError on
         an event whose `error` is an object, showing its message; other readers see a
-        ResponseErrorEvent."""
+        ResponseErrorEvent. The upstream's own error event (UpstreamErrorEvent) keeps its code,
+        message and param as sent; only the `error` object and the sequence_number are added."""
+        fields = getattr(err, "fields", None)
+        if fields is not None:
+            obj = {"type": "error", **fields, "sequence_number": next_sequence(relay.last_out), "error": fields}
+            return b"event: error\ndata: " + json_bytes(obj) + b"\n\n"
         message = "API error: " + err.message
         obj = {"type": "error", "code": err.code, "message": message, "param": None,
                "sequence_number": next_sequence(relay.last_out),
                "error": {"type": err.kind, "code": err.code, "message": message, "param": None}}
         return b"event: error\ndata: " + json_bytes(obj) + b"\n\n"
+
+
+class UpstreamErrorEvent(GatewayError):
+    """The upstream's Responses `error` event: `fields` are its code, message and param as sent
+    (response_failures.error_fields), relayed by ResponsesDialect.error_event."""
+
+    def __init__(self, fields: dict):
+        message = fields["message"] or "the upstream reported an error"
+        super().__init__(502, message, code="upstream_stream_error")
+        self.fields = fields
 
 
 def next_sequence(last_out) -> int:

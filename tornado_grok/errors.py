@@ -4,6 +4,8 @@ Upstream failures are mapped to it in one place, `from_upstream` and `from_curl`
 its own unit test (tests/test_errors.py).
 """
 
+import re
+
 import ujson
 from tornado.web import HTTPError
 
@@ -100,12 +102,17 @@ def upstream_text(body: bytes, secrets: tuple) -> str:
     return scrub(text, secrets)
 
 
+# An upstream's Retry-After in seconds: ASCII digits, maybe a sign and a fraction (float() would
+# also take "inf", "1e400" and "٣", and int() then raise OverflowError or read 3).
+_RETRY_AFTER = re.compile(r"(-?)([0-9]{1,9})(?:\.[0-9]*)?")
+
+
 def _retry_after(headers: dict | None, default: int = 1) -> str:
     value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
-    try:
-        return str(max(0, int(float(value))))
-    except (TypeError, ValueError):
+    match = _RETRY_AFTER.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
         return str(default)
+    return "0" if match.group(1) else str(int(match.group(2)))
 
 
 def from_upstream(status: int, body: bytes, headers: dict | None, secrets: tuple) -> GatewayError:

@@ -13,6 +13,7 @@ from .auth import KeyStore
 from .config import Config
 from .cors import CorsPolicy
 from .metrics import Metrics
+from .ownership import Ownership, load_secret
 from .ratelimit import Limits, MemoryLimiter
 from .resumable import MemoryStreamStore
 from .upstream import UpstreamClient
@@ -29,7 +30,7 @@ class Gateway:
 
     def __init__(self, config: Config, upstream: UpstreamClient | None = None,
                  keys: KeyStore | None = None, limiter=None, accounting=None, metrics=None,
-                 stream_store=None):
+                 stream_store=None, ownership: Ownership | None = None):
         self.config = config
         self.upstream = upstream or UpstreamClient(
             config.upstream_url, config.upstream_key, max_clients=config.max_upstream,
@@ -40,6 +41,7 @@ class Gateway:
         self.metrics = metrics if metrics is not None else Metrics(self)
         self.stream_store = stream_store if stream_store is not None else MemoryStreamStore(config)
         self.cors = CorsPolicy.from_config(config)  # None: CORS is off
+        self.ownership = ownership if ownership is not None else Ownership(load_secret(config))
         self.default_limits = Limits(config.requests_per_minute, config.concurrent_requests,
                                      config.tokens_per_minute)
         self._limits: dict = {}  # per key digest, for one generation of the keys file

@@ -76,8 +76,8 @@ def format_seconds(seconds: float) -> str:
         return "%dms" % max(1, round(seconds * 1000))
     if seconds < 60:
         return ("%.3f" % seconds).rstrip("0").rstrip(".") + "s"
-    minutes, rest = divmod(seconds, 60)
-    return "%dm%ds" % (minutes, round(rest))
+    minutes, rest = divmod(round(seconds), 60)  # rounded first: 119.6 s is 2m0s, not 1m60s
+    return "%dm%ds" % (minutes, rest)
 
 
 class Bucket:

@@ -77,6 +77,11 @@ class StreamRelay:
         self.bytes_out = 0
         self.keepalives = 0
         self.usage_seen = None
+        # What the fast path relayed, for a usage estimate when the stream ends without usage
+        # (usage.py): a counter add per read, and the last two reads' events kept as samples.
+        self.plain_bytes = 0
+        self.plain_events = 0
+        self.plain_sample = self.plain_before = None
         self.outcome = None
         self.error = None
 
@@ -169,6 +174,10 @@ class StreamRelay:
 
     def _relay_plain(self, block: bytes, count: int, done: bool, rest: bytes):
         """The common case, without a Python loop over events (see sse.plain_events)."""
+        if count:
+            self.plain_bytes += len(block)
+            self.plain_events += count
+            self.plain_sample, self.plain_before = block, self.plain_sample
         if self.rewrite is not None:
             block = _rewrite(block, self.rewrite)
         if done:

@@ -15,15 +15,22 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from . import validate
+from . import ownership, validate
 from .errors import GatewayError
 
 # The id types a path may hold: each a strict pattern for one path segment.
 ID_TYPES = {
     # Model names and aliases: grok-4.20-non-reasoning, grok-2-image-1212, v1:embed-1.
     "model": re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z"),
-    # Request ids of deferred completions (UUIDs, or the mock's own).
+    # Request ids of deferred completions (UUIDs, or the mock's own), as the upstream gave them.
     "request_id": re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z"),
+}
+
+# The id types that name an object some key created: the client sees them bound to its key
+# (ownership.py), and a row's handler opens them first, so another key's id is a 404 that never
+# reaches the upstream. The value: the kind the binding is made for, and what a 404 calls it.
+OWNED = {
+    "request_id": (ownership.DEFERRED, "deferred completion"),
 }
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")

@@ -47,6 +47,33 @@ def path_id(value, field: str) -> str:
     return value
 
 
+_ASCII_INT = re.compile(r"[0-9]+")
+CONTENT_LENGTH_DIGITS = 18  # under 2**63: any length the gateway could take, and then some
+
+
+def ascii_digits(text, max_digits: int) -> int | None:
+    """The value of `text` when it is 1 to max_digits ASCII digits (nothing else: no sign, no
+    space, no "²" or "٣", which str.isdigit and int() accept), else None."""
+    if type(text) is not str or len(text) > max_digits or not _ASCII_INT.fullmatch(text):
+        return None
+    return int(text)
+
+
+def ascii_int(text, name: str, max_digits: int, code: str = "invalid_field") -> int:
+    """The one parser of an integer in a header or a query parameter: `text` as ascii_digits reads
+    it, else a 400 naming `name`. The value is not echoed back."""
+    value = ascii_digits(text, max_digits)
+    if value is None:
+        raise bad("%s must be a whole number written with 1 to %d ASCII digits (0-9)" % (name, max_digits), code)
+    return value
+
+
+def content_length(text) -> int:
+    """A request's Content-Length header: ASCII digits only (a repeated header, which tornado joins
+    with commas, is refused too), else a 400."""
+    return ascii_int(text, "header Content-Length", CONTENT_LENGTH_DIGITS, "invalid_header")
+
+
 def stream_flag(body: dict) -> bool:
     value = body.get("stream", False)
     if value is None:

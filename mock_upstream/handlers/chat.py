@@ -2,6 +2,7 @@
 
 from mock_upstream import faults, generated
 from mock_upstream.handlers.base import ApiHandler, XaiError
+from mock_upstream.plan import dumps
 from mock_upstream.scenarios import ScenarioError
 
 
@@ -14,6 +15,9 @@ class ChatCompletionsHandler(ApiHandler):
             raise XaiError(400, "Missing required field: model")
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             raise XaiError(400, "messages must be a non-empty array")
+        if body.get("deferred") is True:
+            # xAI's deferred request: the id to fetch the result with (handlers/rest.py answers it).
+            return await self.answer_or_fault(dumps({"request_id": f"deferred_mock_{self.entry['seq']}"}))
         runtime = self.mock.faults.take(self.test_id)
         try:
             scenario = self.mock.registry.select(self.request.headers, body, runtime.scenario if runtime else None)

@@ -9,9 +9,10 @@ import ujson
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from .. import errors
+from .. import errors, validate
 from ..errors import GatewayError
 from ..upstream import curl_errno
+from ..usage import settle
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _MAYBE_NON_FINITE = re.compile(rb"NaN|Infinity|[eE]\+?[0-9]{3}|[0-9]{309}")
@@ -228,6 +229,11 @@ class APIHandler(BaseHandler):
         self.decision = decision
         self.gateway.request_started()
 
+    def owner(self):
+        """The ids this request's key owns (ownership.Owner): it binds the ids it hands out and opens
+        the ids it is given, a 404 for any that is not its own."""
+        return self.gateway.ownership.owner(self.request.client_key.digest)
+
     def forward_headers(self) -> dict:
         """Headers sent upstream besides the gateway's own: the request id, and X-Mock-* in mock mode."""
         headers = {"X-Request-Id": self.request_id}
@@ -268,8 +274,11 @@ class APIHandler(BaseHandler):
         """Records usage and charges tokens once per request, off the response path."""
         if self.key is None or "ended" in self.log_fields:
             return
+        usage = settle(self, usage, outcome)  # clamped, or estimated (usage.py)
         self.log_fields["ended"] = outcome or "error"
         self.log_fields["usage"] = usage
+        if usage is not None and usage.get("usage_estimated"):
+            self.log_fields["usage_estimated"] = True
         streamed = self.wants_sse or getattr(self, "relay", None) is not None
         backend_call(self.gateway.accounting, "record", self.key.name, usage, streamed, outcome or "error")
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
@@ -454,7 +463,7 @@ def screen(gateway, request) -> GatewayError | None:
     except GatewayError as e:
         return e
     length = request.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > gateway.config.max_body_size:
+    if length and (validate.ascii_digits(length, validate.CONTENT_LENGTH_DIGITS) or 0) > gateway.config.max_body_size:
         return _too_large(gateway.config.max_body_size)
     if len(gateway.upstream.active) >= gateway.config.max_upstream:
         return _overloaded_now(gateway, "max_upstream")
@@ -490,7 +499,7 @@ class RefusedHandler(BaseHandler):
             return  # no body to avoid reading: answer in the method, and keep the connection open
         if (self.error.status != 401 or self.request.method != "POST" or "Expect" in headers
                 or "Transfer-Encoding" in headers
-                or not length.isdigit() or int(length) > PEEK_BYTES
+                or (validate.ascii_digits(length, validate.CONTENT_LENGTH_DIGITS) or PEEK_BYTES + 1) > PEEK_BYTES
                 or self.answers_sse is APIHandler.answers_sse):
             raise self.error
 

@@ -2,6 +2,7 @@
 
 from .. import validate
 from ..dialects import ChatDialect
+from ..ownership import DEFERRED
 from ..relay import StreamRelay
 from . import streams
 from .base import APIHandler, dumps
@@ -32,6 +33,9 @@ class ChatCompletionsHandler(APIHandler):
             result = await self.fetch_whole("POST", "/chat/completions", body)
             if isinstance(result, dict) and "model" in result:
                 result["model"] = asked
+            if body.get("deferred") is True and isinstance(result, dict) and "request_id" in result:
+                # A deferred request's id is bound to this key (ownership.py): only it can fetch the result.
+                result["request_id"] = self.owner().issue(DEFERRED, result["request_id"])
             self.account(result.get("usage") if isinstance(result, dict) else None, "completed")
             self.write_json(result)
 

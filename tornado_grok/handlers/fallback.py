@@ -1,6 +1,6 @@
 """Stream fallback: requests the gateway does not stream are answered whole, with X-Stream-Fallback."""
 
-from .. import sse
+from .. import response_failures, sse
 from .base import APIHandler, dumps
 
 
@@ -53,9 +53,11 @@ async def answer_response_whole(handler: APIHandler, body: dict, asked: str, str
     if streamed:
         handler.set_sticky_header("X-Stream-Fallback", "true")
     body["stream"] = False
-    result = await handler.fetch_whole("POST", "/responses", body)
+    result = response_failures.scrub_body(await handler.fetch_whole("POST", "/responses", body),
+                                          handler.gateway.upstream.secrets)
     if isinstance(result, dict) and "model" in result:
         result["model"] = asked
+    handler.owner().issue_response(result)
     handler.account(result.get("usage") if isinstance(result, dict) else None, "completed")
     if as_sse and isinstance(result, dict):
         handler.set_sse_headers()

@@ -6,6 +6,10 @@ from .. import routes
 from ..errors import GatewayError
 from .base import JSON_CONTENT_TYPE, APIHandler
 
+# How long an owned object's usage is remembered as charged: xAI keeps a deferred completion's result
+# for 24 hours; twice that, so that no fetch of it can be charged again.
+CHARGED_FOR = 48 * 3600
+
 
 class PassthroughHandler(APIHandler):
     """Relays one row of the route table: auth -> limits -> body check -> upstream -> client.
@@ -52,10 +56,19 @@ class PassthroughHandler(APIHandler):
             sent = body["model"] = aliases.get(asked, asked)
         if asked is not None:
             self.log_fields["model"] = asked
+        owned = [name for name in ids if name in routes.OWNED]
+        for name in owned:  # another key's id, or one never issued: 404, and the upstream never sees it
+            kind, what = routes.OWNED[name]
+            ids[name] = self.owner().open(kind, ids[name], what, name)
         response = await self.fetch_response(route.method, route.upstream_path(ids), body)
-        self.answer(response.code, response.body or b"", asked, sent)
+        raw = response.body or b""
+        # The usage of an owned object's result (a finished deferred completion) is charged once, the
+        # first time it is fetched, however often its owner fetches it again.
+        charge = not owned or b'"usage"' not in raw or await self.gateway.accounting.claim(
+            "%s:%s" % (routes.OWNED[owned[0]][0], ids[owned[0]]), CHARGED_FOR)
+        self.answer(response.code, raw, asked, sent, charge)
 
-    def answer(self, status: int, raw: bytes, asked: str | None, sent: str | None) -> None:
+    def answer(self, status: int, raw: bytes, asked: str | None, sent: str | None, charge: bool = True) -> None:
         """The upstream's body as it is, unless a model name must be put back; usage accounted."""
         result = None
         if raw and (b'"usage"' in raw or asked != sent):
@@ -64,7 +77,7 @@ class PassthroughHandler(APIHandler):
             except ValueError:
                 raise GatewayError(502, "the upstream answered with a body that is not JSON",
                                    code="upstream_bad_json")
-        usage = result.get("usage") if isinstance(result, dict) else None
+        usage = result.get("usage") if isinstance(result, dict) and charge else None
         self.account(usage if isinstance(usage, dict) else None, "completed")
         if isinstance(result, dict) and asked != sent:
             for field in ("model", "id"):

@@ -6,8 +6,9 @@ so keys, limits, accounting, timeouts, keep-alives, backpressure and disconnects
 
 import re
 
-from .. import validate
+from .. import response_failures, validate
 from ..dialects import ResponsesDialect
+from ..ownership import RESPONSE
 from ..relay import StreamRelay
 from ..upstream import join_path
 from . import streams
@@ -17,10 +18,10 @@ from .fallback import answer_response_whole
 _INCLUDE = re.compile(r"^[A-Za-z0-9_.]{1,100}$")
 
 
-def response_path(response_id: str) -> str:
-    """The upstream path of a stored response: the id checked (validate.path_id: a 400 that never
-    reaches the upstream) and escaped (upstream.join_path)."""
-    return join_path("responses", validate.path_id(response_id, "response id"))
+def response_path(upstream_id: str) -> str:
+    """The upstream path of a stored response: the upstream's id (validate.path_id checked it) escaped
+    (upstream.join_path)."""
+    return join_path("responses", upstream_id)
 
 
 class ResponsesHandler(APIHandler):
@@ -33,18 +34,24 @@ class ResponsesHandler(APIHandler):
         sent = self.config.aliases.get(asked, asked)
         body["model"] = sent
         self.log_fields["model"] = asked
+        owner = self.owner()
+        if body.get("previous_response_id") is not None:
+            # Another key's response, or one the gateway never issued, is unknown: a 404 from here.
+            body["previous_response_id"] = owner.open(RESPONSE, body["previous_response_id"], "previous response")
         streamed = body.get("stream") is True
         if validate.responses_has_image(body):
             await answer_response_whole(self, body, asked, streamed)
         elif streamed and streams.wants_resumable(self):
-            await streams.start(self, ResponsesDialect(), asked, sent, dumps(body))
+            await streams.start(self, ResponsesDialect(owner), asked, sent, dumps(body))
         elif streamed:
-            self.relay = relay = StreamRelay(self, self.gateway, asked, sent, ResponsesDialect())
+            self.relay = relay = StreamRelay(self, self.gateway, asked, sent, ResponsesDialect(owner))
             await relay.run(dumps(body), self.forward_headers())
         else:
             result = await self.fetch_whole("POST", "/responses", body)
+            result = response_failures.scrub_body(result, self.gateway.upstream.secrets)
             if isinstance(result, dict) and "model" in result:
                 result["model"] = asked
+            owner.issue_response(result)
             self.account(result.get("usage") if isinstance(result, dict) else None, "completed")
             self.write_json(result)
 
@@ -53,23 +60,30 @@ class ResponseHandler(APIHandler):
     """GET /responses/{id} (with `?stream=true&starting_after=N`, its events again) and DELETE."""
 
     async def get(self, response_id: str) -> None:
-        path = response_path(response_id)
         query = self.upstream_query()
+        owner = self.owner()
+        # Only this key's own ids: another key's, or one never issued, is a 404 the upstream never sees.
+        path = response_path(owner.open(RESPONSE, response_id, "response"))
         if query.get("stream") == "true" and await streams.serve_response(
                 self, response_id, int(query.get("starting_after", -1))):
             return  # a resumable stream of this key: served from the stream store
         await self.begin_without_body()
         if query.get("stream") == "true":
-            self.relay = relay = StreamRelay(self, self.gateway, "", "", ResponsesDialect())
+            self.relay = relay = StreamRelay(self, self.gateway, "", "", ResponsesDialect(owner))
             await relay.run(None, self.forward_headers(), "GET", path, query)
         else:
             result = await self.fetch_whole("GET", path, query=query)
+            result = response_failures.scrub_body(result, self.gateway.upstream.secrets)
+            owner.issue_response(result)
             self.account(None, "completed")
             self.write_json(result)
 
     async def delete(self, response_id: str) -> None:
+        owner = self.owner()
+        path = response_path(owner.open(RESPONSE, response_id, "response"))
         await self.begin_without_body()
-        result = await self.fetch_whole("DELETE", response_path(response_id))
+        result = await self.fetch_whole("DELETE", path)
+        owner.issue_response(result)
         self.account(None, "completed")
         self.write_json(result)
 
@@ -86,9 +100,7 @@ class ResponseHandler(APIHandler):
             query["stream"] = stream
         after = self.get_query_argument("starting_after", None)
         if after is not None:
-            if not after.isdigit() or len(after) > 12:
-                raise validate.bad("query parameter 'starting_after' must be a non-negative integer")
-            query["starting_after"] = after
+            query["starting_after"] = str(validate.ascii_int(after, "query parameter 'starting_after'", 12))
         include = self.get_query_arguments("include") + self.get_query_arguments("include[]")
         for value in include:
             if not _INCLUDE.match(value):

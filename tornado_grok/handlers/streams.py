@@ -10,6 +10,7 @@ runs); resumes and retrievals from the store have a budget of their own (resume_
 
 import functools
 
+from .. import validate
 from ..errors import GatewayError
 from ..ratelimit import Limits
 from ..relay import StreamRelay
@@ -141,11 +142,12 @@ class StreamHandler(BaseHandler):
         self.write_json({"id": stream_id, "object": "stream", "cancelled": running})
 
     def last_event_id(self) -> int:
-        value = self.request.headers.get("Last-Event-ID") or self.get_query_argument("last_event_id", "") or "0"
-        value = value.strip()
-        if not value.isdigit() or len(value) > 12:
-            raise GatewayError(400, "Last-Event-ID must be an event id (a whole number)", code="invalid_last_event_id")
-        return int(value)
+        value = self.request.headers.get("Last-Event-ID")
+        name = "header Last-Event-ID"
+        if not value:
+            value = self.get_query_argument("last_event_id", "") or "0"
+            name = "query parameter 'last_event_id'"
+        return validate.ascii_int(value.strip(), name, 12, "invalid_last_event_id")
 
     def on_connection_close(self) -> None:
         reader = getattr(self, "reader", None)

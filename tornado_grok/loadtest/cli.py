@@ -11,6 +11,7 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
+from ..progname import prog
 from . import records as records_mod
 from . import report, slo
 from .client import APIS, Client, Target
@@ -29,7 +30,6 @@ DEFAULT_DURATION = 10.0  # used when neither --requests nor --duration is given
 def _prog() -> str:
     """How the user ran the load tester, for its usage line: grok-loadtest, `tornado-grok loadtest` or
     `run.py loadtest`."""
-    from tornado_grok.cli import prog
     name = os.path.basename(sys.argv[0]) if sys.argv else ""
     return name if name == "grok-loadtest" else prog("loadtest")
 
