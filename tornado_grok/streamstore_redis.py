@@ -25,8 +25,9 @@ Redis fails, the stream goes on for its readers here (logged once per outage), a
 elsewhere that finds a gap in the ids ends with an error event instead of skipping events.
 
 No command holds a pooled connection for longer than WRITE_TIMEOUT (the live tails have a
-connection of their own), so the pool (POOL_SIZE) is not used up by readers; if it is full all
-the same, the answer says so (`stream_store_busy`), not that Redis is unreachable.
+connection of their own), so the pool (POOL_SIZE) is not used up by readers; a burst of commands
+waits up to WRITE_TIMEOUT for a free connection, and if the pool is full all the same, the answer
+says so (`stream_store_busy`), not that Redis is unreachable.
 """
 
 import asyncio
@@ -70,12 +71,27 @@ WRITE_INTERVAL = 0.005
 POOL_SIZE = 100  # connections of the shared client (redis-py's default, stated)
 
 
+class Pool(aioredis.BlockingConnectionPool):
+    """redis-py's blocking pool: a burst of commands waits (up to WRITE_TIMEOUT) for a free
+    connection instead of failing at once; past that, MaxConnectionsError (the pool is full, which
+    is not Redis being unreachable)."""
+
+    async def get_connection(self, *args, **kwargs):
+        try:
+            return await super().get_connection(*args, **kwargs)
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, asyncio.TimeoutError) and str(exc) == "No connection available.":
+                raise MaxConnectionsError("all %d connections in use" % self.max_connections) from None
+            raise
+
+
 def connect(url: str, timeout: float, single: bool = False) -> aioredis.Redis:
     """A client of raw bytes whose commands answer within `timeout` seconds; `single`: one
     connection of its own (the live tails' XREAD BLOCK)."""
-    return aioredis.Redis.from_url(url, socket_connect_timeout=WRITE_TIMEOUT, socket_timeout=timeout,
-                                   max_connections=POOL_SIZE, single_connection_client=single,
-                                   retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+    pool = Pool.from_url(url, socket_connect_timeout=WRITE_TIMEOUT, socket_timeout=timeout,
+                         max_connections=1 if single else POOL_SIZE, timeout=WRITE_TIMEOUT,
+                         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+    return aioredis.Redis(connection_pool=pool, single_connection_client=single)
 
 
 def store_error(exc) -> GatewayError:
@@ -552,5 +568,5 @@ class RedisStreamStore(MemoryStreamStore):
         self.tail.close()
         for task in self.background:
             task.cancel()
-        await self.redis.aclose()
-        await self.blocking.aclose()
+        await self.redis.aclose(close_connection_pool=True)
+        await self.blocking.aclose(close_connection_pool=True)
