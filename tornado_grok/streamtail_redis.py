@@ -75,17 +75,25 @@ class RemoteTail:
 
     async def start(self, follow: Follow, cursor: bytes) -> None:
         """A reader of `follow` caught up to entry `cursor`: the loop reads from there (if nobody did yet)."""
-        if follow.cursor is not None or follow.e.encode() not in self.follows:
+        if follow.cursor is not None or self.follows.get(follow.e.encode()) is not follow:
             return
         follow.cursor = cursor
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._run())
+            self.task.add_done_callback(self._ran)
             return
         try:  # ends the pending XREAD, so that the next one reads this stream too
             await self.store.redis.pipeline(transaction=False).xadd(self.wake_key, {b"w": b"1"}, maxlen=1) \
                 .pexpire(self.wake_key, 60000).execute()
         except (RedisError, OSError, asyncio.TimeoutError):
             pass  # the loop is failing too; it reads this stream with its next XREAD
+
+    def _ran(self, task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Nobody awaits this task: say what broke, and end its readers rather than leave them waiting.
+            log.error("error following resumable streams in Redis", exc_info=task.exception())
+            for follow in list(self.follows.values()):
+                follow.fail(GatewayError(500, "internal error while following the stream", code="internal_error"))
 
     def leave(self, reader, follow: Follow) -> None:
         follow.readers.discard(reader)
