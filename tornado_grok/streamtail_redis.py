@@ -140,7 +140,7 @@ class RemoteTail:
         grace = OWNER_GRACE * c.resume_heartbeat + self.store.write_timeout
         for i, f in enumerate(follows):
             state, beat = out[3 * i], out[3 * i + 1]
-            if beat != f.beat:
+            if beat is not None and beat != f.beat:  # a key that expired is not a beat
                 f.beat, f.beat_at = beat, now
             if state is None or state == b"overflow":
                 f.fail(GatewayError(410, "the stream is no longer resumable (it expired or went over its cap)",
