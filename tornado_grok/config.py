@@ -60,6 +60,8 @@ class Config:
     resume_max_events: int = 100000
     stream_store: str = "memory"
     resume_heartbeat: float = 1.0
+    resume_readers_per_stream: int = 8
+    resume_readers_per_key: int = 32
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
@@ -104,7 +106,8 @@ class Config:
                      "keepalive_interval", "drain_seconds", "lease_seconds", "header_timeout",
                      "keepalive_timeout", "body_timeout", "max_header_size", "max_header_count",
                      "max_connections", "redis_timeout", "resume_window", "resume_retention",
-                     "resume_max_bytes", "resume_max_events", "resume_heartbeat"):
+                     "resume_max_bytes", "resume_max_events", "resume_heartbeat", "resume_readers_per_stream",
+                     "resume_readers_per_key"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         for origin in self.cors_origins:
