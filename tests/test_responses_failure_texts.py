@@ -21,9 +21,10 @@ import requests
 from tests import hardening_helpers as hh
 from tests import security_helpers as sh
 from tests import servers
+from tests.wire import bind
 from tests.redis_server import skip_unless_available
 from tests.responses_upstream import ScriptedResponses, event
-from tests.wire import events, post
+from tests.wire import client_view, events, post
 
 UPSTREAM_KEY = "xai-" + secrets.token_urlsafe(36)
 QUOTE = sh.quoting_text(UPSTREAM_KEY)
@@ -108,7 +109,7 @@ def test_a_resumable_failure_and_its_resumes_hold_no_key(relay, terminal, final)
     resumed = requests.get(gateway.url + r.headers["X-Resume-Url"], headers={"Last-Event-ID": "1"}, timeout=30)
     assert resumed.status_code == 200
     assert_no_key(resumed.content, "the resume")
-    again = requests.get(gateway.base + "/responses/" + rid, params={"stream": "true", "starting_after": "0"},
+    again = requests.get(gateway.base + "/responses/" + bind(gateway, key, "response", rid), params={"stream": "true", "starting_after": "0"},
                          headers=hh.auth(key), timeout=30)
     assert again.status_code == 200 and again.content.startswith(b"event: response.output_text.delta\n")
     assert_no_key(again.content, "GET /responses/{id}?stream=true from the store")
@@ -118,7 +119,8 @@ def test_a_resumable_failure_and_its_resumes_hold_no_key(relay, terminal, final)
 def test_a_failure_retrieved_as_a_stream_from_the_upstream_holds_no_key(relay, terminal, final):
     up, gateway, key = relay
     sid = up.script(stream_of("resp_stream_get", terminal, final))
-    r = requests.get(gateway.base + "/responses/" + sid, params={"stream": "true"}, headers=hh.auth(key), timeout=30)
+    r = requests.get(gateway.base + "/responses/" + bind(gateway, key, "response", sid), params={"stream": "true"},
+                     headers=hh.auth(key), timeout=30)
     assert r.status_code == 200 and up.uris[-1] == "/v1/responses/%s?stream=true" % sid
     assert_no_key(r.content, "GET /responses/{id}?stream=true")
 
@@ -135,7 +137,8 @@ def test_a_whole_failed_body_holds_no_key(relay, final):
 def test_get_of_a_failed_response_holds_no_key(relay, final):
     up, gateway, key = relay
     sid = up.script([with_escapes(json.dumps(final).encode())], content_type="application/json")
-    r = requests.get(gateway.base + "/responses/" + sid, headers=hh.auth(key), timeout=30)
+    r = requests.get(gateway.base + "/responses/" + bind(gateway, key, "response", sid), headers=hh.auth(key),
+                     timeout=30)
     assert r.status_code == 200 and r.json()["status"] == final["status"]
     assert_no_key(r.content, "GET /responses/{id}")
 
@@ -145,7 +148,8 @@ def test_a_completed_response_is_relayed_as_sent(relay):
     done = response("completed", output=[{"type": "message", "content": [{"type": "output_text", "text": QUOTE}]}])
     body = json.dumps(done).encode()
     r = ask(relay, [body], stream=False)
-    assert r.json() == done
+    up, gateway, key = relay
+    assert r.json() == dict(done, id=bind(gateway, key, "response", "resp_x"))  # only its id, bound to the key
 
 
 def test_the_upstream_error_event_keeps_code_message_and_param(relay):
@@ -182,7 +186,7 @@ def test_a_delta_that_is_not_json_ends_the_stream(relay, data):
         event("response.output_text.delta", dict(DELTA, sequence_number=3))]
     r = ask(relay, pieces)
     assert r.status_code == 200
-    good = b"".join(pieces[:2])
+    good = client_view(b"".join(pieces[:2]), r.content)  # the response id as bound to the key
     message = "API error: the upstream sent an event that is not a JSON object"
     bad = {"type": "error", "code": "upstream_bad_event", "message": message, "param": None, "sequence_number": 2,
            "error": {"type": "upstream_error", "code": "upstream_bad_event", "message": message, "param": None}}
@@ -208,8 +212,8 @@ def test_with_the_redis_store_a_failure_resumed_on_another_process_holds_no_key(
         resumed = requests.get(b.url + r.headers["X-Resume-Url"], headers={"Last-Event-ID": "1"}, timeout=30)
         assert resumed.status_code == 200
         assert_no_key(resumed.content, "the resume on B")
-        again = requests.get(b.base + "/responses/" + rid, params={"stream": "true", "starting_after": "0"},
-                             headers=hh.auth(key), timeout=30)
+        again = requests.get(b.base + "/responses/" + bind(b, key, "response", rid),
+                             params={"stream": "true", "starting_after": "0"}, headers=hh.auth(key), timeout=30)
         assert again.status_code == 200 and again.content.startswith(b"event: response.output_text.delta\n")
         assert_no_key(again.content, "GET /responses/{id}?stream=true on B")
     finally:

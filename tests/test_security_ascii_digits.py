@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from tests.wire import bind
 from tests import hardening_helpers as hh
 from tests.mock_helpers import mock_headers
 
@@ -114,5 +115,6 @@ def test_an_ascii_starting_after_reaches_the_upstream_as_sent(gw, mock):
     test_id = "digits-" + uuid.uuid4().hex[:8]
     headers = [b"Authorization: Bearer " + key.encode()] + [
         b"%s: %s" % (k.encode(), v.encode()) for k, v in mock_headers(test_id=test_id).items()]
-    exchange(gateway, request("GET", "/api/v1/responses/resp_mock_1?starting_after=3", headers))
+    rid = bind(gateway, key, "response", "resp_mock_1")
+    exchange(gateway, request("GET", "/api/v1/responses/%s?starting_after=3" % rid, headers))
     assert [e["path"] for e in mock.journal(test_id=test_id)] == ["/v1/responses/resp_mock_1?starting_after=3"]

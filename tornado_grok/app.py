@@ -120,6 +120,9 @@ def log_request(handler) -> None:
         if relay.error is not None:
             line["error"] = loggable(relay.error.message, secrets)
             line["code"] = relay.error.code
+    reader = getattr(handler, "reader", None)  # a resumable stream's reader sends its own keep-alives
+    if reader is not None:
+        line["keepalives"] = line.get("keepalives", 0) + reader.keepalives
     err = getattr(handler, "gateway_error", None)
     if err is not None and "error" not in line:
         line["error"] = loggable(err.message, secrets)

@@ -63,6 +63,8 @@ class Config:
     resume_key_bytes: int = 128 * 1024 * 1024
     resume_total_bytes: int = 512 * 1024 * 1024
     resume_requests_per_minute: int = 0  # 0: ten times the key's requests_per_minute
+    resume_readers_per_stream: int = 8
+    resume_readers_per_key: int = 32
     # [models]
     aliases_file: str = os.path.join(ROOT, "conf", "model_aliases.toml")
     vision_model: str = "grok-4.3"
@@ -107,8 +109,8 @@ class Config:
                      "keepalive_interval", "drain_seconds", "lease_seconds", "header_timeout",
                      "keepalive_timeout", "body_timeout", "max_header_size", "max_header_count",
                      "max_connections", "redis_timeout", "resume_window", "resume_retention",
-                     "resume_max_bytes", "resume_max_events", "resume_heartbeat", "resume_key_bytes",
-                     "resume_total_bytes"):
+                     "resume_max_bytes", "resume_max_events", "resume_heartbeat", "resume_readers_per_stream",
+                     "resume_readers_per_key", "resume_key_bytes", "resume_total_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be greater than 0" % name)
         for origin in self.cors_origins:

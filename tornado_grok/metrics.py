@@ -187,6 +187,9 @@ class Metrics:
                 self.bytes_relayed.inc(relay.bytes_out)
             if relay.events:
                 self.events_relayed.inc(relay.events)
+        reader = getattr(handler, "reader", None)  # a resumable stream's reader sends its own keep-alives
+        if reader is not None and reader.keepalives:
+            self.keepalives.inc(reader.keepalives)
 
     def render(self) -> bytes:
         if self.multiprocess_dir is None:

@@ -33,6 +33,7 @@ import ujson
 from tornado.iostream import StreamClosedError
 
 from .errors import GatewayError
+from .readers import ReaderSlots
 from .relay import Outcome, StreamRelay
 from .streambudget import StreamBudget
 
@@ -291,6 +292,7 @@ class StreamReader:
         self.closed = False
         self.headers_sent = False
         self.stream = None
+        self.keepalives = 0
         self.last_write = time.monotonic()
         self.done = asyncio.get_running_loop().create_future()
 
@@ -364,6 +366,7 @@ class StreamReader:
     def check(self, now: float, interval: float) -> None:
         """Called by the store's sweep: a keep-alive when the client has heard nothing for a while."""
         if not self.closed and not self.waiting and now - self.last_write >= interval:
+            self.keepalives += 1
             self._send(KEEPALIVE)
 
     def _finish(self) -> None:
@@ -481,6 +484,7 @@ class MemoryStreamStore:
         self.entries: dict = {}
         self.responses: dict = {}  # response id -> stream id, for GET /responses/{id}?stream=true
         self.tasks: set = set()
+        self.reader_slots = ReaderSlots(config.resume_readers_per_stream, config.resume_readers_per_key)
         self.budget = StreamBudget(config.resume_key_bytes, config.resume_total_bytes)
 
     async def admit(self, key_digest: str) -> str | None:
@@ -563,6 +567,7 @@ class MemoryStreamStore:
         return {"streams": len(self.entries),
                 "running": sum(1 for e in self.entries.values() if not e.ended),
                 "bytes": sum(e.nbytes for e in self.entries.values()),
+                "readers": self.reader_slots.state()["readers"],
                 "budget": self.budget.state()}
 
     async def close(self) -> None:

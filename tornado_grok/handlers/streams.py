@@ -73,7 +73,8 @@ async def serve_response(handler, response_id: str, after: int) -> bool:
     handler.key = key
     handler.log_fields["stream_id"] = entry.id
     handler.reader = reader = entry.sequence_reader(handler, after)
-    await reader.run()
+    with handler.gateway.stream_store.reader_slots.hold(entry.key_digest, entry.id):
+        await reader.run()
     return True
 
 
@@ -134,7 +135,8 @@ class StreamHandler(BaseHandler):
                                code="invalid_last_event_id")
         await resume_budget(self, entry.key_digest)
         self.reader = reader = entry.reader(self, last_id)
-        await reader.run()
+        with self.gateway.stream_store.reader_slots.hold(entry.key_digest, entry.id):
+            await reader.run()
 
     async def delete(self, stream_id: str) -> None:
         entry = await self.find(stream_id)
