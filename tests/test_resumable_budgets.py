@@ -11,6 +11,8 @@ import os
 import uuid
 
 import pytest
+import redis
+import requests
 
 from tests import resumable_helpers as rh
 from tests import servers
@@ -116,3 +118,18 @@ def test_an_unread_stream_that_crosses_its_budget_is_cancelled_upstream(make_gat
     partial.cut(False)  # nobody reads it: once it is not resumable, nobody can come back for it
     assert mock.wait_ended(test_id=test_id)["ended"] == "client_closed"
     assert rh.resume(g, url, 0).status_code == 410
+
+
+@skip_unless_available()
+def test_on_redis_a_running_streams_events_expire_with_it(make_gateway, redis_url):
+    """Should its process die mid-stream, the events (and their bytes in the budget) do not stay."""
+    g, a = make_gateway(dict(OPEN, stream_store="redis", redis_url=redis_url, resume_heartbeat=0.2))
+    partial = rh.Partial(g, a, test_id=uuid.uuid4().hex, speed="20")
+    partial.read_events(2)
+    stream_id = partial.header("X-Stream-Id")
+    client = redis.Redis.from_url(redis_url)
+    events = "tg:rs:%s:e" % stream_id
+    servers.wait_until(lambda: client.exists(events), timeout=10)
+    assert client.ttl(events) > 0
+    partial.cut(False)
+    assert requests.delete(g.url + partial.header("X-Resume-Url"), timeout=5).json()["cancelled"] is True
