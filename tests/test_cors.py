@@ -64,7 +64,8 @@ def test_allowed_origin_reads_the_answer_and_its_headers(cors_gateway):
     assert r.headers["Vary"] == "Origin"
     exposed = [h.strip() for h in r.headers["Access-Control-Expose-Headers"].split(",")]
     assert exposed == list(EXPOSED)
-    for name in ("X-Request-Id", "x-ratelimit-remaining-requests", "Retry-After", "X-Stream-Fallback"):
+    for name in ("X-Request-Id", "x-ratelimit-remaining-requests", "Retry-After", "X-Stream-Fallback", "X-Resume-Url",
+                 "X-Resumable", "X-Resumable-Reason"):
         assert name in exposed
     vision = requests.post(g.base + "/vision/analyze", timeout=30, headers=headers,
                            json={"image_url": "https://example.com/a.png", "prompt": "what", "stream": True})

@@ -3,11 +3,13 @@
 Off unless `cors_origins` lists origins. An allowed origin gets `Access-Control-Allow-Origin` (its
 own value, with `Vary: Origin`) on every response, errors included, and
 `Access-Control-Expose-Headers` for the headers a front end needs to read: the request id, the
-rate-limit headers, Retry-After, X-Stream-Fallback, X-Stream-Id, X-Resume-Url and x-should-retry. A preflight (OPTIONS with
+rate-limit headers, Retry-After, X-Stream-Fallback, X-Stream-Id, X-Resume-Url, X-Resumable(-Reason) (a
+stream refused as resumable past a budget) and x-should-retry. A preflight (OPTIONS with
 Access-Control-Request-Method) is answered without a key.
 """
 
-EXPOSED = ("X-Request-Id", "X-Stream-Fallback", "X-Stream-Id", "X-Resume-Url", "Retry-After", "x-should-retry",
+EXPOSED = ("X-Request-Id", "X-Stream-Fallback", "X-Stream-Id", "X-Resume-Url", "X-Resumable", "X-Resumable-Reason",
+           "Retry-After", "x-should-retry",
            "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
            "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 
