@@ -126,6 +126,8 @@ class Config:
             raise ConfigError("max_event_size must be at least 65536 bytes")
         if not -1 <= self.grpc_port <= 65535:
             raise ConfigError("grpc_port must be a port number, 0 (any free port) or -1 (the HTTP port + 1)")
+        if not self.grpc_upstream.rpartition(":")[2].isdigit():
+            raise ConfigError("grpc_upstream must be host:port (api.x.ai:443), not %r" % self.grpc_upstream)
         if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
             raise ConfigError("grpc_tls_cert and grpc_tls_key go together: set both, or neither")
         if not self.upstream_url.startswith(("http://", "https://")):
