@@ -8,7 +8,8 @@ one `GetChatCompletionChunk`, sent when its recorded delay is due. An error even
 the call with INTERNAL and the recorded text; a stall holds the call; a dropped connection ends it
 with UNAVAILABLE; an HTTP error recording is its gRPC status (429 -> RESOURCE_EXHAUSTED, ...). A
 scenario, test id or speed is picked with the same names as metadata (`x-mock-scenario`, ...).
-Journal entries have method "GRPC" and the method's path (`/xai_api.Chat/GetCompletionChunk`).
+Journal entries have method "GRPC", the method's path (`/xai_api.Chat/GetCompletionChunk`) and
+`deadline_s`, the seconds left of the call's deadline when it arrived (None without one).
 """
 
 import asyncio
@@ -67,6 +68,8 @@ class Call:
         self.test_id = self.meta.get("x-mock-test-id")
         self.arrived = time.monotonic()
         self.entry = mock.journal.add("GRPC", method, self.meta.public(), body, self.test_id)
+        remaining = context.time_remaining()  # the call's deadline as it arrived (None: none)
+        self.entry["deadline_s"] = round(remaining, 3) if remaining is not None and remaining < 1e9 else None
 
     def end(self, how: str) -> None:
         self.mock.journal.end(self.entry, how)

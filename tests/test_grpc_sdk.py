@@ -118,6 +118,7 @@ def test_alias_applies_to_request_and_answer(gateway, key, mock):
     assert entry["method"] == "GRPC" and entry["path"] == "/xai_api.Chat/GetCompletionChunk"
     assert entry["body"]["model"] == MODEL  # the upstream's name went upstream
     assert entry["headers"]["authorization"] == "Bearer xai-…6789"  # the operator key, not the client's
+    assert entry["deadline_s"] > 60  # xai-sdk's own deadline (27 minutes), passed on
 
 
 def test_bad_key_is_unauthenticated_before_anything_else(gateway, key):
@@ -209,7 +210,9 @@ def test_deadline_passes_through(gateway, key, mock):
                 metadata=(("authorization", "Bearer " + key), ("x-mock-scenario", "stall"),
                           ("x-mock-test-id", test_id)), timeout=1.0)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert mock.wait_ended(test_id=test_id, timeout=10)["ended"] == "client_closed"
+    entry = mock.wait_ended(test_id=test_id, timeout=10)
+    assert entry["ended"] == "client_closed"
+    assert 0 < entry["deadline_s"] <= 1.0  # the client's deadline went upstream with the call
 
 
 def test_stored_completion_ids_belong_to_their_key(make_gateway, tmp_path):
