@@ -274,20 +274,22 @@ class ChatService:
             if step.action == STALL:
                 await call.pause(step.hold)
                 break
-            data = step.data
-            if step.done:
-                call.end("complete")
-                return
-            if not data.startswith(b"data: "):
-                continue  # comments (pings), and bytes a gRPC stream has no place for
-            try:
-                obj = json.loads(data[6:])
-            except ValueError:
-                await call.fail(grpc.StatusCode.INTERNAL, "mock fault: a malformed chunk", "fault")
-            if isinstance(obj, dict) and "error" in obj and "choices" not in obj:
-                await call.fail(grpc.StatusCode.INTERNAL, str(obj.get("error")), "fault")
-            call.entry["events"] += 1
-            yield chunk_message(obj)
+            # A step is one SSE event, or several written at once (a generator's batch): each `data:`
+            # event is one message; comments (pings) and bytes a gRPC stream has no place for are not.
+            for event in step.data.split(b"\n\n"):
+                if not event.startswith(b"data: "):
+                    continue
+                if event[6:].strip() == b"[DONE]":
+                    call.end("complete")
+                    return
+                try:
+                    obj = json.loads(event[6:])
+                except ValueError:
+                    await call.fail(grpc.StatusCode.INTERNAL, "mock fault: a malformed chunk", "fault")
+                if isinstance(obj, dict) and "error" in obj and "choices" not in obj:
+                    await call.fail(grpc.StatusCode.INTERNAL, str(obj.get("error")), "fault")
+                call.entry["events"] += 1
+                yield chunk_message(obj)
         call.end("fault")
         await call.context.abort(grpc.StatusCode.INTERNAL, "mock fault: the stream ended before it finished")
 
