@@ -2,6 +2,7 @@
 message by message, with the gateway's keys, limits, ids, statuses, cancel and deadlines."""
 
 import asyncio
+import datetime
 import json
 import uuid
 
@@ -10,7 +11,7 @@ import pytest
 import requests
 from xai_sdk import AsyncClient, Client
 from xai_sdk.chat import tool, tool_result, user
-from xai_sdk.proto import chat_pb2, chat_pb2_grpc
+from xai_sdk.proto import chat_pb2, chat_pb2_grpc, deferred_pb2
 
 STORY_PROMPT = "Write a short story about a space adventure"
 MODEL = "grok-4.20-non-reasoning"
@@ -251,3 +252,32 @@ def test_access_log_metrics_and_usage(make_gateway):
         "ended": "completed", "stream": True, "events": 22}
     assert line["usage"] == {"prompt_tokens": 14, "completion_tokens": 20, "total_tokens": 34}
     assert line["ttft_ms"] >= 0
+
+
+def test_deferred_ids_belong_to_their_key_and_are_charged_once(make_gateway):
+    from tests import servers
+    gateway, key = make_gateway({"admin_key": "admin-key-for-grpc-tests"})
+    other = servers.add_key(gateway.argv[gateway.argv.index("--keys-file") + 1], "other")
+    chat = sdk(gateway, key).chat.create(model=MODEL)
+    chat.append(user(STORY_PROMPT))
+    response = chat.defer(timeout=datetime.timedelta(seconds=30), interval=datetime.timedelta(milliseconds=10))
+    assert response.content.startswith("Deferred answer for deferred_mock_")
+    with grpc.insecure_channel(gateway.grpc) as channel:
+        stub = chat_pb2_grpc.ChatStub(channel)
+        started = stub.StartDeferredCompletion(chat_pb2.GetCompletionsRequest(model=MODEL, messages=[
+            chat_pb2.Message(role=chat_pb2.ROLE_USER, content=[chat_pb2.Content(text="hi")])]),
+            metadata=(("authorization", "Bearer " + key),))
+        upstream_id, _, tag = started.request_id.rpartition(".")
+        assert upstream_id.startswith("deferred_mock_") and len(tag) == 26
+        fetch = lambda given, k: stub.GetDeferredCompletion(deferred_pb2.GetDeferredRequest(request_id=given),
+                                                            metadata=(("authorization", "Bearer " + k),))
+        for _ in range(2):  # fetched twice: its usage is charged once
+            assert fetch(started.request_id, key).status == deferred_pb2.DONE
+        for given, k in ((started.request_id, other), (upstream_id, key)):
+            with pytest.raises(grpc.RpcError) as e:
+                fetch(given, k)
+            assert (e.value.code(), e.value.details()) == (
+                grpc.StatusCode.NOT_FOUND, "no such deferred completion: it does not exist, or belongs to another key")
+    usage = requests.get(gateway.url + "/admin/usage", timeout=10,
+                         headers={"Authorization": "Bearer admin-key-for-grpc-tests"}).json()["keys"]["k"]
+    assert usage["prompt_tokens"] == 5 * 2  # the deferred answer (chat.defer's) and this one, once each

@@ -71,7 +71,7 @@ class GrpcCall:
 
     __slots__ = ("relay", "method", "path", "context", "started", "request_id", "key", "decision", "model",
                  "asked_model", "events", "bytes_out", "first_event_at", "code", "details", "outcome",
-                 "usage", "error_code", "upstream_call", "metadata", "admitted", "last", "finished")
+                 "usage", "error_code", "upstream_call", "metadata", "admitted", "last", "finished", "opened")
 
     def __init__(self, relay, path: str, context):
         self.relay, self.path, self.context = relay, path, context
@@ -87,6 +87,7 @@ class GrpcCall:
         self.events = self.bytes_out = 0
         self.first_event_at = self.last = None
         self.admitted = self.finished = False
+        self.opened = ""  # the upstream's id behind an id the client gave (a deferred request's)
         self.code, self.details, self.outcome, self.error_code = grpc.StatusCode.OK, "", None, ""
 
 
@@ -230,10 +231,11 @@ class GrpcRelay:
             given = getattr(message, name)
             if given:
                 try:
-                    setattr(message, name, owner.open(kind, given, "stored completion" if kind != "deferred"
-                                                      else "deferred completion", name))
+                    call.opened = owner.open(kind, given, "stored completion" if kind != "deferred"
+                                             else "deferred completion", name)
                 except GatewayError as e:
                     raise refused(e) from None
+                setattr(message, name, call.opened)
                 changed = True
         return message.SerializeToString() if changed else request
 
@@ -321,8 +323,7 @@ class GrpcRelay:
             usage = usage_dict(holder.usage)
             if usage is not None and call.path.endswith("GetDeferredCompletion"):
                 # Charged once, the first time a finished deferred completion is fetched (as REST).
-                request_id = holder.id or "?"
-                if not await self.gateway.accounting.claim("deferred:%s" % request_id, CHARGED_FOR):
+                if not await self.gateway.accounting.claim("deferred:%s" % call.opened, CHARGED_FOR):
                     usage = None
             call.usage = usage
         return message.SerializeToString() if changed else answer
