@@ -281,3 +281,21 @@ def test_deferred_ids_belong_to_their_key_and_are_charged_once(make_gateway):
     usage = requests.get(gateway.url + "/admin/usage", timeout=10,
                          headers={"Authorization": "Bearer admin-key-for-grpc-tests"}).json()["keys"]["k"]
     assert usage["prompt_tokens"] == 5 * 2  # the deferred answer (chat.defer's) and this one, once each
+
+
+def test_embed_and_sample_with_xais_generated_stubs(gateway, key):
+    """The services xai-sdk has no client for, called with the stubs it ships."""
+    from xai_sdk.proto import embed_pb2, embed_pb2_grpc, sample_pb2, sample_pb2_grpc
+    metadata = (("authorization", "Bearer " + key),)
+    with grpc.insecure_channel(gateway.grpc) as channel:
+        embedded = embed_pb2_grpc.EmbedderStub(channel).Embed(embed_pb2.EmbedRequest(
+            model="v1", input=[embed_pb2.EmbedInput(string="hello"), embed_pb2.EmbedInput(string="world")]),
+            metadata=metadata)
+        sampled = sample_pb2_grpc.SampleStub(channel).SampleText(
+            sample_pb2.SampleTextRequest(model=MODEL, prompt=["Once"]), metadata=metadata)
+        streamed = list(sample_pb2_grpc.SampleStub(channel).SampleTextStreaming(
+            sample_pb2.SampleTextRequest(model=MODEL, prompt=["Once"]), metadata=metadata))
+    assert [len(e.embeddings[0].float_array) for e in embedded.embeddings] == [8, 8]
+    assert embedded.usage.num_text_embeddings == 2
+    assert sampled.choices[0].text == "Mock sample for: Once" and sampled.usage.total_tokens == 7
+    assert [m.choices[0].text for m in streamed] == ["Mock sample for: Once"]
