@@ -11,7 +11,8 @@ import pytest
 import requests
 from xai_sdk import AsyncClient, Client
 from xai_sdk.chat import tool, tool_result, user
-from xai_sdk.proto import chat_pb2, chat_pb2_grpc, deferred_pb2
+from google.protobuf import empty_pb2
+from xai_sdk.proto import chat_pb2, chat_pb2_grpc, deferred_pb2, models_pb2_grpc
 
 STORY_PROMPT = "Write a short story about a space adventure"
 MODEL = "grok-4.20-non-reasoning"
@@ -299,3 +300,66 @@ def test_embed_and_sample_with_xais_generated_stubs(gateway, key):
     assert embedded.usage.num_text_embeddings == 2
     assert sampled.choices[0].text == "Mock sample for: Once" and sampled.usage.total_tokens == 7
     assert [m.choices[0].text for m in streamed] == ["Mock sample for: Once"]
+
+
+def test_tokens_per_minute_count_the_usage_a_stream_carried(make_gateway):
+    from tests.servers import wait_until
+    gateway, key = make_gateway(key_flags=("--tpm", "30"))
+    client = sdk(gateway, key, **{"x-mock-scenario": "story"})
+    chat = client.chat.create(model=MODEL)
+    chat.append(user(STORY_PROMPT))
+    assert list(chat.stream())[-1][0].usage.total_tokens == 34  # over the key's 30 a minute
+
+    def refused():
+        try:
+            client.models.list_language_models()
+        except grpc.RpcError as e:
+            return e
+        return None
+
+    e = wait_until(refused, timeout=10)  # charged when the call's end is recorded, right after it
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert e.details().startswith("token rate limit reached for this key (30 tokens per minute); retry in ")
+
+
+def test_the_connection_cap_counts_open_grpc_calls(make_gateway):
+    gateway, key = make_gateway({"max_connections": 1})
+    metadata = (("authorization", "Bearer " + key), ("x-mock-scenario", "stall"))
+    with grpc.insecure_channel(gateway.grpc) as channel:
+        stub = chat_pb2_grpc.ChatStub(channel)
+        held = stub.GetCompletionChunk(chat_pb2.GetCompletionsRequest(model=MODEL, messages=[chat_pb2.Message(
+            role=chat_pb2.ROLE_USER, content=[chat_pb2.Content(text="hold")])]), metadata=metadata)
+        next(held)
+        with pytest.raises(grpc.RpcError) as e:
+            models_pb2_grpc.ModelsStub(channel).ListLanguageModels(
+                empty_pb2.Empty(), metadata=metadata, wait_for_ready=False, timeout=10)
+        held.cancel()
+    assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNAVAILABLE,
+                                                   "the gateway is at capacity; retry shortly")
+
+
+def test_mock_faults_reach_the_sdk(gateway, key, mock):
+    test_id = uuid.uuid4().hex
+    mock.set_fault(test_id, {"disconnect_after": 2}, times=1)
+    chat = sdk(gateway, key, **{"x-mock-scenario": "story", "x-mock-test-id": test_id}).chat.create(model=MODEL)
+    chat.append(user(STORY_PROMPT))
+    seen = []
+    with pytest.raises(grpc.RpcError) as e:
+        for _r, chunk in chat.stream():
+            seen.append(chunk.content)
+    assert seen == ["Once", " upon"]
+    assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNAVAILABLE,
+                                                   "mock fault: the connection was dropped")
+    assert mock.wait_ended(test_id=test_id)["ended"] == "fault"
+
+
+def test_a_stored_completion_can_be_deleted_by_its_key(make_gateway):
+    gateway, key = make_gateway()
+    client = sdk(gateway, key)
+    chat = client.chat.create(model=MODEL, store_messages=True)
+    chat.append(user("Remember this"))
+    response = chat.sample()
+    assert client.chat.delete_stored_completion(response.id) == response.id
+    with pytest.raises(grpc.RpcError) as e:
+        client.chat.get_stored_completion(response.id)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
