@@ -63,7 +63,7 @@ async def hold_open(address: str, key: str, n: int, pid: int) -> tuple:
     """n GetCompletionChunk calls on the stall recording, each until its first message; returns
     (RSS before KiB, RSS with all open KiB, errors)."""
     import grpc
-    from xai_sdk.proto import chat_pb2
+    from tornado_grok.xai_proto import chat_pb2
     request = chat_pb2.GetCompletionsRequest(model="grok-4.20-non-reasoning", messages=[chat_pb2.Message(
         role=chat_pb2.ROLE_USER, content=[chat_pb2.Content(text="hold [mock:stall]")])]).SerializeToString()
     before = rss_kib(pid)

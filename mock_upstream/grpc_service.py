@@ -18,7 +18,7 @@ import time
 
 import grpc
 from google.protobuf import empty_pb2
-from xai_sdk.proto import (chat_pb2, deferred_pb2, embed_pb2, image_pb2, models_pb2, sample_pb2,
+from tornado_grok.xai_proto import (chat_pb2, deferred_pb2, embed_pb2, image_pb2, models_pb2, sample_pb2,
                            tokenize_pb2, usage_pb2)
 
 from mock_upstream import faults, generated

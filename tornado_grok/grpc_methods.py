@@ -1,7 +1,7 @@
 """The gRPC methods the gateway relays: an allowlist, as data (the gRPC counterpart of routes.py).
 
 Each row names a method of xAI's public API, whether it streams, and the generated protobuf classes
-(xai_sdk.proto, pinned in requirements.txt) of its request and response: the relay parses a request
+(xai_proto: the modules xai-sdk ships, pinned in requirements.txt) of its request and response: the relay parses a request
 once (model alias, ids) and a unary answer once (model, ids, usage), and never a stream's messages
 but its first and last. Anything not in the table is UNIMPLEMENTED, the services that describe or
 manage the operator's key or account (`xai_api.Auth/get_api_key_info`, the management API) above
@@ -12,7 +12,7 @@ gateway does not relay.
 from dataclasses import dataclass
 
 from google.protobuf import empty_pb2
-from xai_sdk.proto import chat_pb2, deferred_pb2, embed_pb2, image_pb2, models_pb2, sample_pb2, tokenize_pb2
+from .xai_proto import chat_pb2, deferred_pb2, embed_pb2, image_pb2, models_pb2, sample_pb2, tokenize_pb2
 
 from .ownership import DEFERRED, RESPONSE
 

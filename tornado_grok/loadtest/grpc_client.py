@@ -6,7 +6,7 @@ One grpc.aio channel (one HTTP/2 connection, every stream multiplexed on it) per
 with content or reasoning content is a content event (its arrival time counts for TTFT and gaps); the
 tokens are the last message's usage.completion_tokens. A non-OK status ends the request as
 `http_error` (status: the gRPC code's name); a stream that ends OK without a finish reason,
-`no_done`. The generated classes are xai-sdk's (`xai_sdk.proto`), as the gateway's.
+`no_done`. The generated classes are xai-sdk's, loaded as the gateway loads them (xai_proto).
 """
 
 import asyncio
@@ -26,7 +26,7 @@ class GrpcTarget:
     def __init__(self, url, key=None, model="bench", prompt="chunks=20 delay=10 size=8", stream=True,
                  timeout=60.0, connect_timeout=10.0, api="grpc", headers=(), extra_body=None,
                  expect_chunks=None, keep_text=False):
-        from xai_sdk.proto import chat_pb2
+        from ..xai_proto import chat_pb2
         from .client import _resolve
         u = urlsplit(url)
         if u.scheme not in ("grpc", "grpcs") or not u.hostname or not u.port:
