@@ -31,7 +31,13 @@ import py_compile
 import sys
 import uuid
 
-import pytest
+# Before grpc is imported anywhere in this process: no gRPC fork handlers. The tests use gRPC clients
+# (and the in-process mock's gRPC server) in the same process that then starts gateways and mocks
+# with subprocess (fork, then exec); grpc's handlers, run in that fork while its threads are busy,
+# crashed a child (once in a full run) before it could exec. The child never uses gRPC: it needs none.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import pytest  # noqa: E402
 
 from tests import servers
 from tests.mock_helpers import start_mock
