@@ -363,3 +363,17 @@ def test_a_stored_completion_can_be_deleted_by_its_key(make_gateway):
     with pytest.raises(grpc.RpcError) as e:
         client.chat.get_stored_completion(response.id)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_request_id_and_limits_in_the_initial_metadata(gateway, key, mock):
+    test_id = uuid.uuid4().hex
+    with grpc.insecure_channel(gateway.grpc) as channel:
+        _answer, call = chat_pb2_grpc.ChatStub(channel).GetCompletion.with_call(
+            chat_pb2.GetCompletionsRequest(model=MODEL, messages=[chat_pb2.Message(
+                role=chat_pb2.ROLE_USER, content=[chat_pb2.Content(text="hi")])]),
+            metadata=(("authorization", "Bearer " + key), ("x-request-id", "my-req-42"),
+                      ("x-mock-test-id", test_id)))
+    initial = dict(call.initial_metadata())
+    assert initial["x-request-id"] == "my-req-42"
+    assert initial["x-ratelimit-limit-requests"] == "600"  # the default limit, as the HTTP headers say
+    assert mock.wait_ended(test_id=test_id)["headers"]["x-request-id"] == "my-req-42"  # sent upstream too
