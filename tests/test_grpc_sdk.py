@@ -80,8 +80,13 @@ def test_tool_call_round_trip(gateway, key):
 
 def test_models_tokenize_image(gateway, key):
     client = sdk(gateway, key)
-    assert [m.name for m in client.models.list_language_models()] == ["grok-4.20-non-reasoning", "grok-4.3"]
+    listed = client.models.list_language_models()
+    assert [m.name for m in listed] == ["grok-4.20-non-reasoning", "grok-4.3"]
+    # The gateway's aliases (conf/model_aliases.toml) join the upstream's own, as in GET /models.
+    assert [list(m.aliases) for m in listed] == [["grok-4-1-fast-non-reasoning"],
+                                                 ["grok-latest", "grok-4-1-fast-reasoning", "grok-4-1-fast"]]
     assert client.models.get_language_model("grok-latest").name == "grok-4.3"
+    assert client.models.get_language_model("grok-4-1-fast").name == "grok-4-1-fast"  # the name asked for
     assert [m.name for m in client.models.list_image_generation_models()] == ["grok-2-image-1212", "grok-imagine-image"]
     tokens = client.tokenize.tokenize_text("Hello there world", model=MODEL)
     assert [t.string_token for t in tokens] == ["Hello", " there", " world"]

@@ -29,6 +29,7 @@ class Method:
     opens: tuple = ()  # (request field, ownership kind): ids the client gives, bound to its key
     issues: tuple = ()  # (response field, ownership kind): ids the answer carries, bound to the key
     usage: bool = False  # the answer (a stream's last message) carries SamplingUsage to account
+    model_list: bool = False  # the answer lists models: the gateway's aliases join each one's `aliases`
 
 
 def _rows():
@@ -49,10 +50,12 @@ def _rows():
         Method("/xai_api.Chat/DeleteStoredCompletion", False, chat_pb2.DeleteStoredCompletionRequest,
                chat_pb2.DeleteStoredCompletionResponse, "", opens=(("response_id", RESPONSE),),
                issues=(("response_id", RESPONSE),)),
-        Method("/xai_api.Models/ListLanguageModels", False, empty_pb2.Empty, models_pb2.ListLanguageModelsResponse, ""),
-        Method("/xai_api.Models/ListEmbeddingModels", False, empty_pb2.Empty, models_pb2.ListEmbeddingModelsResponse, ""),
+        Method("/xai_api.Models/ListLanguageModels", False, empty_pb2.Empty, models_pb2.ListLanguageModelsResponse, "",
+               model_list=True),
+        Method("/xai_api.Models/ListEmbeddingModels", False, empty_pb2.Empty, models_pb2.ListEmbeddingModelsResponse, "",
+               model_list=True),
         Method("/xai_api.Models/ListImageGenerationModels", False, empty_pb2.Empty,
-               models_pb2.ListImageGenerationModelsResponse, ""),
+               models_pb2.ListImageGenerationModelsResponse, "", model_list=True),
         Method("/xai_api.Models/GetLanguageModel", False, model, models_pb2.LanguageModel, "name"),
         Method("/xai_api.Models/GetEmbeddingModel", False, model, models_pb2.EmbeddingModel, "name"),
         Method("/xai_api.Models/GetImageGenerationModel", False, model, models_pb2.ImageGenerationModel, "name"),

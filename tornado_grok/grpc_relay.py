@@ -305,10 +305,16 @@ class GrpcRelay:
         """A unary answer, parsed once when it carries what the gateway reads or puts back."""
         method = call.method
         renamed = call.asked_model and call.model != call.asked_model
-        if not (method.issues or method.usage or renamed):
+        aliases = self.gateway.config.aliases if method.model_list else None
+        if not (method.issues or method.usage or renamed or aliases):
             return answer
         message = method.response.FromString(answer)
         changed = False
+        for model in message.models if aliases else ():  # a client finds the names it may ask for
+            extra = [name for name, target in aliases.items() if target == model.name and name not in model.aliases]
+            if extra:
+                model.aliases.extend(extra)
+                changed = True
         if renamed and "model" in method.response.DESCRIPTOR.fields_by_name:
             message.model, changed = call.asked_model, True
         if renamed and "name" in method.response.DESCRIPTOR.fields_by_name:
