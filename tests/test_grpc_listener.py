@@ -106,3 +106,19 @@ def test_the_mock_alone_serves_xai_sdk_with_its_journal():
             wrong.models.list_language_models()
         assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert e.value.details().startswith("Incorrect API key provided: xai-…0000.")
+
+
+def test_a_grpc_port_in_use_is_one_line_and_exit_2(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TG_") and k != "XAI_API_KEY"}
+        out = subprocess.run([sys.executable, "run.py", "--port", "0", "--grpc-port", str(port),
+                              "--keys-file", str(tmp_path / "keys.json")],
+                             cwd=servers.ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert ("run.py: configuration error: cannot listen for gRPC on 127.0.0.1:%d (in use?): set grpc_port "
+            "(--grpc-port), or grpc_enabled = false\n" % port) in out.stderr
+    assert "Traceback" not in out.stderr

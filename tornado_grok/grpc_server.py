@@ -72,7 +72,7 @@ def server_credentials(config: Config):
 
 
 async def start(config: Config, gateway, http_port: int) -> GrpcListener:
-    """Listens for gRPC on (host, port) in this process's running loop; raises OSError if it cannot."""
+    """Listens for gRPC on (host, port) in this process's running loop; ConfigError if it cannot."""
     channel = upstream_channel(config)
     relay = GrpcRelay(gateway, channel)
     reuse = 1 if config.workers > 1 else 0
@@ -83,9 +83,12 @@ async def start(config: Config, gateway, http_port: int) -> GrpcListener:
     credentials = server_credentials(config)
     try:
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    except RuntimeError as e:  # grpcio raises this when the port cannot be bound
-        raise OSError("cannot listen for gRPC on %s: %s" % (address, e)) from None
-    if not port:
-        raise OSError("cannot listen for gRPC on %s" % address)
+    except RuntimeError:  # grpcio raises this when the port cannot be bound
+        port = 0
+    if not port:  # one line at start, as for a bad setting (a supervisor does not respawn it)
+        await server.stop(None)
+        await channel.close()
+        raise ConfigError("cannot listen for gRPC on %s (in use?): set grpc_port (--grpc-port), or "
+                          "grpc_enabled = false" % address)
     await server.start()
     return GrpcListener(server, relay, channel, port)

@@ -60,7 +60,7 @@ async def serve(config: Config, sockets=None) -> int:
     accesslog.setup(config.log_queue_bytes)
     # Tornado's own messages may quote a request line or a header value (a client's key).
     redact.install_log_filter((config.upstream_key,))
-    mock_grpc = await start_mock(config) if config.mock else None  # noqa: F841 (held while serving)
+    mock_grpc = await start_mock(config) if config.mock else None  # held while serving
     extra = [auth.dev_key()] if config.mock else []
     limiter = make_limiter(config)
     gateway = Gateway(config, keys=auth.KeyStore(config.keys_file, extra=extra), limiter=limiter,
@@ -78,7 +78,12 @@ async def serve(config: Config, sockets=None) -> int:
     grpc_listener = None
     if config.grpc_enabled:
         from . import grpc_server
-        grpc_listener = await grpc_server.start(config, gateway, sockets[0].getsockname()[1])
+        try:
+            grpc_listener = await grpc_server.start(config, gateway, sockets[0].getsockname()[1])
+        except ConfigError:
+            if mock_grpc is not None:  # stopped on this loop, not by grpcio after the loop is gone
+                await mock_grpc.stop(None)
+            raise
         say("gRPC listening on %s:%d (upstream %s)" % (config.host, grpc_listener.port, config.grpc_upstream))
     banner(config, sockets[0].getsockname()[1])
     stop = asyncio.Event()
