@@ -22,6 +22,8 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog or default_prog("mock_upstream"), description="Mock xAI upstream: recordings, faults, journal.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only unless --allow-remote)")
     p.add_argument("--port", type=int, default=8600, help="port (0 = any free port; the line printed says which)")
+    p.add_argument("--grpc-port", type=int, default=None, metavar="P",
+                   help="port of xAI's gRPC API (default: --port + 1, or any free port with --port 0; -1: off)")
     p.add_argument("--speed", type=float, default=1.0, help="delay multiplier: 1 real timing, 0 no delays")
     p.add_argument("--require-key", default=os.environ.get("MOCK_REQUIRE_KEY"), help="accept only this Bearer key (env MOCK_REQUIRE_KEY)")
     p.add_argument("--recordings", action="append", default=[], metavar="DIR", help="extra recordings directory (repeatable)")
@@ -57,8 +59,16 @@ async def serve(args: argparse.Namespace) -> None:
     server, port = start(args.port, args.host, **options)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"mock_upstream listening on http://{shown}:{port}", flush=True)
+    grpc_server = None
+    grpc_port = args.grpc_port if args.grpc_port is not None else (args.port + 1 if args.port else 0)
+    if grpc_port >= 0:
+        from mock_upstream import grpc_service
+        grpc_server, bound = await grpc_service.start(server.request_callback.settings["mock"], grpc_port, args.host)
+        print(f"mock_upstream gRPC listening on {shown}:{bound}", flush=True)
     await stop.wait()
     server.stop()
+    if grpc_server is not None:
+        await grpc_server.stop(1.0)
     # Close open streams (a stall would otherwise last 600 s) so no handler is cancelled mid-write.
     await asyncio.wait_for(server.close_all_connections(), 5)
 

@@ -52,6 +52,12 @@ class GrokMock:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def grpc_address(self) -> str:
+        """127.0.0.1:PORT of the same mock's gRPC services, for xai-sdk:
+        `Client(api_key="any", api_host=grok_mock.grpc_address, use_insecure_channel=True)`."""
+        return self.server.grpc_address
+
     def scenario(self, name: str) -> None:
         """Answer this test's requests with scenario NAME (README "Choosing a scenario")."""
         self._set({"scenario": name}, self._times)

@@ -101,6 +101,12 @@ class MockServer(MockAdmin):
         self._stopping = None
         self._ready = threading.Event()
         self._error = None
+        self.grpc_port = None
+
+    @property
+    def grpc_address(self) -> str:
+        """127.0.0.1:PORT of its gRPC services: xai-sdk's `Client(api_host=..., use_insecure_channel=True)`."""
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def url(self) -> str:
@@ -148,7 +154,10 @@ class MockServer(MockAdmin):
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         server, self.port = start(self.port, self.host, **self.options)
+        from mock_upstream import grpc_service
+        grpc_server, self.grpc_port = await grpc_service.start(server.request_callback.settings["mock"], 0, self.host)
         self._ready.set()
         await self._stopping.wait()
         server.stop()
+        await grpc_server.stop(1.0)
         await asyncio.wait_for(server.close_all_connections(), 5)

@@ -2,14 +2,18 @@
 
 Fixtures:
   mock          session: the mock upstream (`python -m mock_upstream --port 0 --speed 0`), from
-                tests/mock_helpers.py; `.base` is its /v1 URL, `.journal()` what it received.
+                tests/mock_helpers.py; `.base` is its /v1 URL, `.grpc` its gRPC 127.0.0.1:PORT,
+                `.journal()` what it received (gRPC calls too).
   tmp_root      session: a temporary folder for config and keys files.
   gateway       session: a gateway (`python run.py --port 0 ...`) in front of `mock`, with the
-                default settings; `.base` is its /api/v1 URL, `.stderr` its log so far.
+                default settings; `.base` is its /api/v1 URL, `.grpc` its gRPC 127.0.0.1:PORT
+                (relayed to `mock`'s), `.stderr` its log so far.
   key           session: a client key of `gateway`, made with `run.py keys add` (the real CLI).
   headers       the request headers of the seed's examples, with `key`.
   make_gateway  function: start_gateway(settings={...}, upstream_url=..., key_name=...) for a gateway
-                with settings of its own; returns (gateway, key); stopped after the test.
+                with settings of its own; returns (gateway, key); stopped after the test. In front
+                of `mock` its gRPC relay goes to `mock`'s gRPC services too.
+  xai_client / async_xai_client: xai-sdk's Client / AsyncClient pointed at `gateway`'s gRPC port with `key`.
   openai_client / async_openai_client: the official SDK pointed at `gateway` with `key`.
   redis_server  module: a real redis-server on a free loopback port (tests/redis_server.py); modules
                 that use it mark themselves with skip_unless_available().
@@ -27,7 +31,13 @@ import py_compile
 import sys
 import uuid
 
-import pytest
+# Before grpc is imported anywhere in this process: no gRPC fork handlers. The tests use gRPC clients
+# (and the in-process mock's gRPC server) in the same process that then starts gateways and mocks
+# with subprocess (fork, then exec); grpc's handlers, run in that fork while its threads are busy,
+# crashed a child (once in a full run) before it could exec. The child never uses gRPC: it needs none.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import pytest  # noqa: E402
 
 from tests import servers
 from tests.mock_helpers import start_mock
@@ -55,6 +65,11 @@ def mock():
     m.stop()
 
 
+def grpc_settings(mock) -> dict:
+    """The gateway settings that point its gRPC relay at `mock`'s gRPC services."""
+    return {"grpc_upstream": mock.grpc, "grpc_upstream_tls": False}
+
+
 @pytest.fixture(scope="session")
 def tmp_root(tmp_path_factory):
     return str(tmp_path_factory.mktemp("gw"))
@@ -62,7 +77,7 @@ def tmp_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def gateway(mock, tmp_root):
-    g = servers.start_gateway(os.path.join(tmp_root, "main"), mock.base)
+    g = servers.start_gateway(os.path.join(tmp_root, "main"), mock.base, grpc_settings(mock))
     yield g
     g.stop()
 
@@ -85,6 +100,8 @@ def make_gateway(mock, tmp_path):
     def start(settings=None, upstream_url="mock", key_name="k", key_flags=(), **kwargs):
         folder = os.path.join(str(tmp_path), uuid.uuid4().hex[:8])
         url = mock.base if upstream_url == "mock" else upstream_url
+        if upstream_url == "mock":
+            settings = dict(grpc_settings(mock), **(settings or {}))
         g = servers.start_gateway(folder, url, settings, **kwargs)
         started.append(g)
         k = servers.add_key(os.path.join(folder, "keys.json"), key_name, *key_flags) if key_name else None
@@ -105,6 +122,18 @@ def openai_client(gateway, key):
 def async_openai_client(gateway, key):
     import openai
     return openai.AsyncOpenAI(api_key=key, base_url=gateway.base, max_retries=0)
+
+
+@pytest.fixture
+def xai_client(gateway, key):
+    from xai_sdk import Client
+    return Client(api_key=key, api_host=gateway.grpc, use_insecure_channel=True)
+
+
+@pytest.fixture
+def async_xai_client(gateway, key):
+    from xai_sdk import AsyncClient
+    return AsyncClient(api_key=key, api_host=gateway.grpc, use_insecure_channel=True)
 
 
 @pytest.fixture(scope="module")

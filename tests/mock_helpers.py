@@ -94,10 +94,16 @@ class MockProcess(MockAdmin):
 
 
 def start_mock(*args, env=None, timeout: float = 15.0) -> MockProcess:
-    """Start `python -m mock_upstream --port 0 *args` and wait for its listening line.
+    """Start `python -m mock_upstream --port 0 *args` and wait for its listening lines; `.grpc` is
+    the 127.0.0.1:PORT of its gRPC services (None with `--grpc-port -1`).
 
     The mock is terminated if the thread that started it dies: call this from the main thread."""
-    return _start(["mock_upstream", "--port", "0", *args], READY_PREFIX, env, timeout)
+    mock = _start(["mock_upstream", "--port", "0", *args], READY_PREFIX, env, timeout)
+    mock.grpc = None
+    if "--grpc-port" not in args or args[args.index("--grpc-port") + 1] != "-1":
+        line = _read_line(mock.proc, timeout)
+        mock.grpc = line.rsplit(" ", 1)[1].strip()
+    return mock
 
 
 def start_recorder(upstream: str, out: str, directory: str, *args, env=None, timeout: float = 15.0) -> MockProcess:
@@ -138,9 +144,10 @@ def _die_with_parent() -> None:
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:
-    """The first stdout line, waiting on the pipe with a deadline (no sleeping)."""
+    """The next stdout line, waiting on the pipe with a deadline (no sleeping); what was read past it
+    is kept on `proc` for the next call."""
     deadline = time.monotonic() + timeout
-    buf = b""
+    buf = getattr(proc, "unread_stdout", b"")
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         while b"\n" not in buf:
@@ -151,7 +158,8 @@ def _read_line(proc: subprocess.Popen, timeout: float) -> str:
             if not data:
                 raise EOFError("mock_upstream exited")
             buf += data
-    return buf.split(b"\n", 1)[0].decode()
+    line, proc.unread_stdout = buf.split(b"\n", 1)
+    return line.decode()
 
 
 def raw_exchange(url: str, request: bytes, timeout: float = 10.0) -> bytes:

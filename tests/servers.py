@@ -16,6 +16,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPSTREAM_KEY = "xai-test-upstream-key-0123456789"
 _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
+_GRPC_LISTENING = re.compile(r"^gRPC listening on (127\.0\.0\.1:\d+)")
 
 
 def _die_with_parent() -> None:
@@ -114,11 +115,20 @@ def add_key(keys_file: str, name: str, *flags: str) -> str:
 
 
 class Gateway(Process):
-    """The gateway process, with `.base` = its /api/v1 URL."""
+    """The gateway process, with `.base` = its /api/v1 URL and `.grpc` = its gRPC 127.0.0.1:PORT."""
 
     @property
     def base(self) -> str:
         return self.url + "/api/v1"
+
+    @property
+    def grpc(self) -> str | None:
+        """Printed before the HTTP line, so known once the gateway is ready (None with gRPC off)."""
+        for line in self.stdout_lines:
+            m = _GRPC_LISTENING.search(line)
+            if m:
+                return m.group(1)
+        return None
 
 
 def start_gateway(tmp_dir: str, upstream_url: str | None, settings: dict | None = None,

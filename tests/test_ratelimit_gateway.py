@@ -224,7 +224,7 @@ def test_workers_with_memory_backend_say_limits_are_per_process(tmp_path, mock):
     g = servers.start_gateway(str(tmp_path), mock.base, args=("--workers", "2"))
     try:
         assert "limits are PER PROCESS" in g.stdout
-        servers.wait_until(lambda: g.stdout.count("listening on") == 2, timeout=20)  # both workers up
+        servers.wait_until(lambda: g.stdout.count("tornado_grok listening on") == 2, timeout=20)  # both workers up
         assert requests.get(g.url + "/healthz").status_code == 200
         g.signal(signal.SIGTERM)  # the supervisor passes it on; every worker drains and exits
         assert g.wait(30) == 0
@@ -237,7 +237,7 @@ def test_workers_in_mock_mode_each_serve_from_their_own_mock(tmp_path):
     g = servers.start_gateway(str(tmp_path), None, upstream_key=None, args=("--workers", "2"))
     try:
         assert "each worker serves from its own bundled mock" in g.stdout
-        servers.wait_until(lambda: g.stdout.count("listening on") == 2, timeout=20)
+        servers.wait_until(lambda: g.stdout.count("tornado_grok listening on") == 2, timeout=20)
         for _ in range(4):
             r = requests.post(g.base + "/chat/completions", json=dict(BODY, stream=True),
                               headers=auth("tg-dev-local-mock-key"))

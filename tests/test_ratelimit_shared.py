@@ -109,7 +109,7 @@ def test_sustained_overload_over_four_processes_admits_the_refill_rate(fleet, re
 def test_workers_share_one_limit_through_redis(fleet, redis_url):
     limit = 20
     (g,), key = fleet(1, redis_url, flags=("--rpm", str(limit)), args=("--workers", "3"))
-    servers.wait_until(lambda: g.stdout.count("listening on") == 3, timeout=20)
+    servers.wait_until(lambda: g.stdout.count("tornado_grok listening on") == 3, timeout=20)
     assert "PER PROCESS" not in g.stdout
     codes = burst([g.base], key, 80)
     assert codes.count(200) == limit

@@ -29,11 +29,15 @@ def serve_main(argv: list[str]) -> int:
     p.add_argument("--config", help="config file (default conf/gateway.toml, env TG_CONFIG)")
     p.add_argument("--keys-file", help="client keys file (default conf/keys.json, env TG_KEYS_FILE)")
     p.add_argument("--workers", type=int, help="processes sharing the port (config: workers)")
+    p.add_argument("--grpc-port", type=int, help="gRPC listening port (config: grpc_port; default the HTTP "
+                   "port + 1, a free port with --port 0)")
+    p.add_argument("--grpc-upstream", help="upstream gRPC host:port (config: grpc_upstream, default api.x.ai:443)")
     args = p.parse_args(argv)
     try:
         config = cfg.load(args.config, {"port": args.port, "host": args.host,
                                         "upstream_url": args.upstream_url,
-                                        "keys_file": args.keys_file, "workers": args.workers})
+                                        "keys_file": args.keys_file, "workers": args.workers,
+                                        "grpc_port": args.grpc_port, "grpc_upstream": args.grpc_upstream})
         # Checked here, once, before any worker is forked: a supervisor must not respawn workers
         # that can only fail the same way (and a newcomer gets one line naming the file, not a traceback).
         auth.read_file(config.keys_file)

@@ -46,6 +46,13 @@ class Config:
     first_event_timeout: float = 600.0
     idle_timeout: float = 300.0
     total_timeout: float = 3600.0
+    # [grpc] xAI's gRPC API (xai-sdk), relayed on a port of its own (grpc_server.py)
+    grpc_enabled: bool = True
+    grpc_port: int = -1  # -1: the HTTP port + 1 (a free port when port = 0)
+    grpc_upstream: str = "api.x.ai:443"
+    grpc_upstream_tls: bool = True
+    grpc_tls_cert: str = ""
+    grpc_tls_key: str = ""
     # [streaming]
     keepalive_interval: float = 15.0
     stream_fallback_format: str = "json"
@@ -125,6 +132,12 @@ class Config:
                 raise ConfigError("%s must be greater than 0" % name)
         if self.max_event_size < 65536:  # an upstream read (16 KiB) must fit in one event's bound
             raise ConfigError("max_event_size must be at least 65536 bytes")
+        if not -1 <= self.grpc_port <= 65535:
+            raise ConfigError("grpc_port must be a port number, 0 (any free port) or -1 (the HTTP port + 1)")
+        if not self.grpc_upstream.rpartition(":")[2].isdigit():
+            raise ConfigError("grpc_upstream must be host:port (api.x.ai:443), not %r" % self.grpc_upstream)
+        if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
+            raise ConfigError("grpc_tls_cert and grpc_tls_key go together: set both, or neither")
         if not self.upstream_url.startswith(("http://", "https://")):
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 

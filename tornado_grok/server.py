@@ -23,12 +23,20 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-async def start_mock(config: Config) -> None:
-    """Starts mock_upstream on a free loopback port in this process and points the gateway at it."""
+async def start_mock(config: Config):
+    """Starts mock_upstream on a free loopback port in this process and points the gateway at it;
+    returns its gRPC server (None without gRPC), which the caller holds: grpcio stops a server it
+    collects."""
     from mock_upstream.app import start
     _server, port = start(port=0, host="127.0.0.1")
     config.upstream_url = "http://127.0.0.1:%d/v1" % port
     config.upstream_key = "xai-bundled-mock-no-real-key"  # the mock, like xAI, wants a Bearer key
+    if config.grpc_enabled:  # its gRPC services too, sharing its journal, scenarios and faults
+        from mock_upstream import grpc_service
+        grpc_mock, grpc_port = await grpc_service.start(_server.request_callback.settings["mock"])
+        config.grpc_upstream, config.grpc_upstream_tls = "127.0.0.1:%d" % grpc_port, False
+        return grpc_mock
+    return None
 
 
 def banner(config: Config, port: int) -> None:
@@ -52,8 +60,7 @@ async def serve(config: Config, sockets=None) -> int:
     accesslog.setup(config.log_queue_bytes)
     # Tornado's own messages may quote a request line or a header value (a client's key).
     redact.install_log_filter((config.upstream_key,))
-    if config.mock:
-        await start_mock(config)
+    mock_grpc = await start_mock(config) if config.mock else None  # held while serving
     extra = [auth.dev_key()] if config.mock else []
     limiter = make_limiter(config)
     gateway = Gateway(config, keys=auth.KeyStore(config.keys_file, extra=extra), limiter=limiter,
@@ -68,6 +75,16 @@ async def serve(config: Config, sockets=None) -> int:
         sockets = bind_sockets(config.port, config.host)
     server.add_sockets(sockets)
     gateway.start()
+    grpc_listener = None
+    if config.grpc_enabled:
+        from . import grpc_server
+        try:
+            grpc_listener = await grpc_server.start(config, gateway, sockets[0].getsockname()[1])
+        except ConfigError:
+            if mock_grpc is not None:  # stopped on this loop, not by grpcio after the loop is gone
+                await mock_grpc.stop(None)
+            raise
+        say("gRPC listening on %s:%d (upstream %s)" % (config.host, grpc_listener.port, config.grpc_upstream))
     banner(config, sockets[0].getsockname()[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,7 +93,10 @@ async def serve(config: Config, sockets=None) -> int:
     await stop.wait()
     log.warning("signal received: draining (up to %ss)", config.drain_seconds)
     server.stop()  # no new connections
-    await gateway.drain()
+    if grpc_listener is not None:  # no new calls; those in flight drain with the HTTP requests
+        await asyncio.gather(gateway.drain(), grpc_listener.stop(config.drain_seconds))
+    else:
+        await gateway.drain()
     await server.close_all_connections()
     await gateway.close()
     accesslog.shutdown()
@@ -121,6 +141,8 @@ def run_workers(config: Config) -> int:
     if config.mock:
         say("NOTE: mock mode: each worker serves from its own bundled mock upstream.")
     sockets = bind_sockets(config.port, config.host)
+    if config.grpc_enabled and config.grpc_port < 0:  # every worker listens on this one gRPC port
+        config.grpc_port = config.port + 1 if config.port else _free_port(config.host)
     config.port = sockets[0].getsockname()[1]
     config.metrics_dir, made_metrics_dir = metrics.use_multiprocess()  # /metrics sums every worker
     try:
@@ -128,6 +150,14 @@ def run_workers(config: Config) -> int:
     finally:
         if made_metrics_dir:
             metrics.remove_multiprocess_dir(config.metrics_dir)
+
+
+def _free_port(host: str) -> int:
+    """A port free now, for the workers' shared gRPC port when the HTTP port was 0."""
+    sock = bind_sockets(0, host)[0]
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
 
 
 def _supervise(config: Config, sockets) -> int:

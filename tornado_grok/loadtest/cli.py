@@ -15,6 +15,7 @@ from ..progname import prog
 from . import records as records_mod
 from . import report, slo
 from .client import APIS, Client, Target
+from .grpc_client import DEFAULT_URL as GRPC_DEFAULT_URL, GrpcClient, GrpcTarget
 from .selfcheck import merge_reports, raise_fd_limit
 from .shapes import Shape, run_load
 from .stats import Recorder
@@ -37,11 +38,13 @@ def _prog() -> str:
 def build_parser():
     p = argparse.ArgumentParser(
         prog=_prog(), description="Load-test an OpenAI-compatible chat completions (or Responses) endpoint.")
-    p.add_argument("--url", default=DEFAULT_URL,
+    p.add_argument("--url", default=None,
                    help="base URL; requests go to {url}/chat/completions, or {url}/responses with "
-                        "--api responses (default %(default)s)")
+                        "--api responses (default %s); --api grpc: grpc://host:port (default %s)"
+                        % (DEFAULT_URL, GRPC_DEFAULT_URL))
     p.add_argument("--api", choices=APIS, default="chat",
-                   help="chat: chat completions (default); responses: the Responses API's typed events")
+                   help="chat: chat completions (default); responses: the Responses API's typed events; "
+                        "grpc: xAI's gRPC chat stream (GetCompletionChunk, xai-sdk's chat.stream())")
     p.add_argument("--key", help="Bearer key sent as Authorization")
     p.add_argument("--model", default="bench")
     p.add_argument("--prompt", default=DEFAULT_PROMPT,
@@ -252,7 +255,8 @@ async def _run(args, shape, targets, progress):
                     name = f"{label} @ {rate:g}/s"
                 first = label not in clients
                 if first:
-                    clients[label] = Client(target, Recorder(), args.connect_limit)
+                    clients[label] = (GrpcClient if args.api == "grpc" else Client)(
+                        target, Recorder(), args.connect_limit)
                 rec, me, conns = await run_load(
                     target, step_shape, progress=progress, stop=stop, label=name,
                     warmup=args.warmup if first else 0, client=clients[label],
@@ -290,6 +294,8 @@ def main(argv=None):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.url is None:
+            args.url = GRPC_DEFAULT_URL if args.api == "grpc" else DEFAULT_URL
         _check(args, parser)
     except SystemExit as e:
         return e.code
@@ -304,9 +310,10 @@ def main(argv=None):
                       connect_timeout=args.connect_timeout, api=args.api, headers=args.headers,
                       extra_body=args.extra, expect_chunks=args.expect_chunks,
                       keep_text=args.turns > 1)
-        targets = [("target", Target(args.url, args.key, **common))]
+        make = GrpcTarget if args.api == "grpc" else Target
+        targets = [("target", make(args.url, args.key, **common))]
         if args.compare:
-            targets.append(("compare", Target(args.compare, args.compare_key or args.key, **common)))
+            targets.append(("compare", make(args.compare, args.compare_key or args.key, **common)))
     except ValueError as e:
         print(f"loadtest: {e}", file=sys.stderr)
         return 2

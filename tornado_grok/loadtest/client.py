@@ -17,7 +17,7 @@ from .http1 import Conn
 from .parse import ResponsesSSEParser, SSEParser, TextSSEParser
 from .result import Result, perf
 
-APIS = ("chat", "responses")  # --api: chat completions, or the Responses API
+APIS = ("chat", "responses", "grpc")  # --api: chat completions, the Responses API, xAI's gRPC chat stream
 
 
 class Target:
@@ -30,8 +30,8 @@ class Target:
     def __init__(self, url, key=None, model="bench", prompt="chunks=20 delay=10 size=8",
                  stream=True, timeout=60.0, connect_timeout=10.0, api="chat", headers=(),
                  extra_body=None, expect_chunks=None, keep_text=False):
-        if api not in APIS:
-            raise ValueError(f"unknown API {api!r} (one of {', '.join(APIS)})")
+        if api not in APIS or api == "grpc":
+            raise ValueError(f"unknown API {api!r} (one of {', '.join(APIS[:2])}; grpc: GrpcTarget)")
         u = urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .client import Client
+from .grpc_client import GrpcClient
 from .selfcheck import LAG_WARN_MS, SelfMonitor
 from .stats import Recorder, describe
 
@@ -189,7 +190,7 @@ async def run_load(target, shape, *, progress=False, label="target", stop=None, 
     stop = stop or asyncio.Event()
     rec = Recorder()
     if client is None:
-        client = Client(target, rec, connect_limit)
+        client = (GrpcClient if target.api == "grpc" else Client)(target, rec, connect_limit)
     if warmup:
         client.rec = rec
         await closed_loop(client, Shape(concurrency=shape.concurrency, requests=warmup), stop, workload)
