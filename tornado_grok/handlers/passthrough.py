@@ -59,7 +59,7 @@ class PassthroughHandler(APIHandler):
         owned = [name for name in ids if name in routes.OWNED]
         for name in owned:  # another key's id, or one never issued: 404, and the upstream never sees it
             kind, what = routes.OWNED[name]
-            ids[name] = self.owner().open(kind, ids[name], what, name)
+            ids[name] = self.locate(kind, ids[name], what, name)  # and the upstream it lives on
         response = await self.fetch_response(route.method, route.upstream_path(ids), body)
         raw = response.body or b""
         # The usage of an owned object's result (a finished deferred completion) is charged once, the
