@@ -88,3 +88,34 @@ def test_a_key_file_only_the_user_reads_is_used(tmp_path, mock):
         assert "Upstreams: a (%s), b (%s)" % (mock.base, mock.base) in g.stdout
     finally:
         g.stop()
+
+
+def test_the_readme_configuration_works_against_two_mocks(tmp_path):
+    """README "Several upstreams": its TOML, with the two mocks' ports (free ones here), as written."""
+    import re
+    from tests.mock_helpers import start_mock
+    with open(os.path.join(servers.ROOT, "README.md"), encoding="utf-8") as f:
+        section = f.read().split("## Several upstreams", 1)[1]
+    toml = re.search(r"<<'TOML'\n(.*?)\nTOML\n", section, re.S).group(1)
+    assert 'key_env = "TEAM_A_KEY"' in toml and "8601" in toml and "8602" in toml
+    mocks = [start_mock("--speed", "0"), start_mock("--speed", "0")]
+    g = None
+    try:
+        config = str(tmp_path / "two-upstreams.toml")
+        with open(config, "w") as f:
+            f.write(toml.replace("8601", str(mocks[0].port)).replace("8602", str(mocks[1].port)))
+        keys = str(tmp_path / "keys.json")
+        key = servers.add_key(keys, "two-upstreams")
+        env = dict(uh.pool_env(), TEAM_A_KEY="mock-key-a", TEAM_B_KEY="mock-key-b")
+        g = servers.Gateway([sys.executable, "run.py", "--port", "0", "--config", config, "--keys-file", keys], env)
+        for _ in range(4):  # weights 3:1
+            r = uh.chat(g, key)
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Mock answer to: hi"
+        assert [len(m.journal()) for m in mocks] == [3, 1]
+        health = __import__("requests").get(g.url + "/healthz").json()
+        assert [u["name"] for u in health["upstreams"]] == ["team-a", "team-b"]
+    finally:
+        if g is not None:
+            g.stop()
+        for m in mocks:
+            m.stop()
