@@ -4,8 +4,9 @@ connection (a closed loopback port), in front of two bundled mocks at speed 0.
     python3 bench/failover_ttft.py              # 400 sequential streams per configuration
     python3 bench/failover_ttft.py -n 1000
 
-Configurations, each a gateway of its own, each measured with the same sequential streams (the
-client's TTFT: request sent to the first `data:` bytes, over one keep-alive connection):
+Configurations, each a gateway of its own, all running at once and measured in turn, one stream
+each, so that the machine's noise falls on all alike (the client's TTFT: request sent to the first
+`data:` bytes, over one keep-alive connection per gateway):
 
 - `two`: the two mocks only (the floor);
 - `refused-first`: the refusing upstream with weight 1000 before the two mocks, circuit never
@@ -29,27 +30,29 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests import servers  # noqa: E402
 from tests import upstreams_helpers as uh  # noqa: E402
 from tests.mock_helpers import start_mock  # noqa: E402
 
 BODY = b'{"model":"grok-4.3","messages":[{"role":"user","content":"hi"}],"stream":true}'
 
 
-def ttfts(gateway, key: str, n: int) -> list:
-    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
-    headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json", "Accept": "text/event-stream"}
-    out = []
-    for _ in range(n):
+class Client:
+    """Sequential streams over one keep-alive connection to one gateway."""
+
+    def __init__(self, gateway, key: str):
+        self.conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+        self.headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json",
+                        "Accept": "text/event-stream"}
+
+    def ttft(self) -> float:
         started = time.perf_counter()
-        conn.request("POST", "/api/v1/chat/completions", BODY, headers)
-        response = conn.getresponse()
+        self.conn.request("POST", "/api/v1/chat/completions", BODY, self.headers)
+        response = self.conn.getresponse()
         first = response.read1(65536)
-        out.append(time.perf_counter() - started)
+        took = time.perf_counter() - started
         assert response.status == 200 and first.startswith(b"data: "), (response.status, first[:200])
         response.read()
-    conn.close()
-    return out
+        return took
 
 
 def pct(values: list, p: float) -> float:
@@ -73,21 +76,30 @@ def main() -> None:
         ("one-in-three-circuit", [uh.upstream("a", url=refused), uh.upstream("b", mocks[0]),
                                   uh.upstream("c", mocks[1])], {"requests_per_minute": 0}),
     ]
-    results = {}
+    results = {name: [] for name, _, _ in configs}
+    gateways = []
+    tmp = tempfile.TemporaryDirectory()
     try:
+        clients = {}
         for name, upstreams, settings in configs:
-            with tempfile.TemporaryDirectory() as tmp:
-                g, key = uh.start_pool(tmp, upstreams, dict(settings, access_log=False))
-                try:
-                    ttfts(g, key, 20)  # warm-up: connections, first imports
-                    results[name] = ttfts(g, key, args.n)
-                finally:
-                    g.stop()
+            g, key = uh.start_pool(os.path.join(tmp.name, name), upstreams, dict(settings, access_log=False))
+            gateways.append(g)
+            clients[name] = Client(g, key)
+        for _ in range(20):  # warm-up: connections, first imports
+            for client in clients.values():
+                client.ttft()
+        # Interleaved, one request per configuration in turn: the machine's noise falls on all alike.
+        for _ in range(args.n):
+            for name, client in clients.items():
+                results[name].append(client.ttft())
     finally:
+        for g in gateways:
+            g.stop()
         for m in mocks:
             m.stop()
+        tmp.cleanup()
     base = results["two"]
-    print("TTFT over %d sequential streams per configuration (ms)" % args.n)
+    print("TTFT over %d streams per configuration, interleaved (ms)" % args.n)
     print("%-22s %8s %8s %8s %12s %12s" % ("configuration", "p50", "p99", "mean", "added p50", "added p99"))
     for name, values in results.items():
         print("%-22s %8.2f %8.2f %8.2f %12.2f %12.2f" % (

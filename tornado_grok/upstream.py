@@ -338,8 +338,8 @@ class UpstreamClient:
         if query:
             url += "?" + urlencode(query, doseq=True)
         request = _Request(url, method)
-        call = UpstreamCall(self, request, body, on_chunk, self._header_lines(on_chunk is not None, extra_headers, target),
-                            timeout)
+        lines = self._header_lines(on_chunk is not None, extra_headers, target)
+        call = UpstreamCall(self, request, body, on_chunk, lines, timeout)
         request.gateway_call = call  # how _Client._curl_setup_request finds it
         return call
 

@@ -248,7 +248,8 @@ class APIHandler(BaseHandler):
         """The upstream an attempt of this request goes to: the access log names it, and the ids the
         request hands out are bound to it."""
         self.log_fields["upstream"] = upstream.name
-        self.owner().upstream = upstream.id_name
+        if upstream.id_name or getattr(self, "_owner", None) is not None:  # "" is every Owner's default
+            self.owner().upstream = upstream.id_name
 
     def forward_headers(self) -> dict:
         """Headers sent upstream besides the gateway's own: the request id, and X-Mock-* in mock mode."""

@@ -1,5 +1,6 @@
-"""GET /healthz (the process is alive; with several upstreams, each one's state), GET /readyz (503 while draining), GET /metrics (Prometheus)
-and, with `debug_endpoints = true`, GET /debug/state; no key needed."""
+"""GET /healthz (the process is alive; with several upstreams, each one's state by name), GET /readyz
+(503 while draining), GET /metrics (Prometheus) and, with `debug_endpoints = true`, GET /debug/state;
+no key needed."""
 
 from .. import metrics
 from ..errors import GatewayError
