@@ -108,14 +108,3 @@ def stream_text(body: bytes) -> str:
                 text.append((choice.get("delta") or {}).get("content") or "")
     return "".join(text)
 
-
-def access_lines(gateway) -> list:
-    import json
-    out = []
-    for line in gateway.stderr_lines:
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
