@@ -190,3 +190,16 @@ def test_a_single_upstream_answers_as_it_always_did(mock, tmp_path):
     finally:
         g.stop()
         mock.clear_faults(tid)
+
+
+def test_a_resumable_stream_fails_over_too(pool, mocks):
+    g, key = pool
+    tid = new_test_id()
+    mocks["a"].set_fault(tid, {"status": 503})
+    r = requests.post(g.base + "/chat/completions", json={"model": "grok-4.3", "stream": True,
+                                                          "messages": [{"role": "user", "content": "hi"}]},
+                      headers=dict(uh.headers(key, tid, stream=True), **{"X-Resumable": "true"}), timeout=60)
+    assert r.status_code == 200 and "X-Stream-Id" in r.headers
+    assert uh.stream_text(r.content) == "Mock answer to: hi" and r.content.endswith(b"data: [DONE]\n\n")
+    assert [e["status"] for e in uh.seen(mocks["a"], tid)] == [503]
+    assert [e["status"] for e in uh.seen(mocks["b"], tid)] == [200]

@@ -99,21 +99,26 @@ def test_the_least_busy_upstream_takes_the_requests(mocks, tmp_path):
 
 
 def test_an_upstream_at_its_cap_is_skipped(mocks, tmp_path):
+    """"a" (weight 1000, max_concurrent 1) and "b" (weight 1) each hold one open stream: by in-flight
+    per weight "a" is far less busy (1/1000 against 1), but it is at its cap, so "b" takes the rest."""
     g, key = uh.start_pool(str(tmp_path), [uh.upstream("a", mocks["a"], weight=1000, max_concurrent=1),
                                            uh.upstream("b", mocks["b"], weight=1)], {"requests_per_minute": 0})
     held, tid = new_test_id(), new_test_id()
-    mocks["a"].set_fault(held, {"stall_after": 1})
-    s = None
+    for m in mocks.values():
+        m.set_fault(held, {"stall_after": 1})
+    sockets = []
     try:
-        s = hold_stream(g, key, held)
-        assert len(uh.seen(mocks["a"], held)) == 1
+        sockets = [hold_stream(g, key, held) for _ in range(2)]  # "a" first, then "b" (the idle one)
+        assert (len(uh.seen(mocks["a"], held)), len(uh.seen(mocks["b"], held))) == (1, 1)
         for _ in range(5):
             assert uh.chat(g, key, tid).status_code == 200
         assert len(uh.seen(mocks["a"], tid)) == 0 and len(uh.seen(mocks["b"], tid)) == 5
+        assert [u["state"] for u in requests.get(g.url + "/healthz").json()["upstreams"]] == ["full", "ok"]
     finally:
-        if s is not None:
+        for s in sockets:
             s.close()
-        mocks["a"].clear_faults(held)
+        for m in mocks.values():
+            m.clear_faults(held)
         g.stop()
 
 
