@@ -64,8 +64,10 @@ class PassthroughHandler(APIHandler):
         raw = response.body or b""
         # The usage of an owned object's result (a finished deferred completion) is charged once, the
         # first time it is fetched, however often its owner fetches it again.
+        # (Named by its upstream too when there are several: two upstreams may use the same id.)
+        where = getattr(getattr(self, "pinned", None), "id_name", "")
         charge = not owned or b'"usage"' not in raw or await self.gateway.accounting.claim(
-            "%s:%s" % (routes.OWNED[owned[0]][0], ids[owned[0]]), CHARGED_FOR)
+            "%s:%s%s" % (routes.OWNED[owned[0]][0], where + ":" if where else "", ids[owned[0]]), CHARGED_FOR)
         self.answer(response.code, raw, asked, sent, charge)
 
     def answer(self, status: int, raw: bytes, asked: str | None, sent: str | None, charge: bool = True) -> None:
