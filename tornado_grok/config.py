@@ -5,6 +5,8 @@ import os
 import tomllib
 from typing import Any
 
+from . import upstream_specs
+
 XAI_BASE_URL = "https://api.x.ai/v1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if not os.path.isdir(os.path.join(ROOT, "conf")):  # installed with pip: the working directory's conf/,
@@ -53,6 +55,14 @@ class Config:
     grpc_upstream_tls: bool = True
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""
+    # [[upstreams]] several named upstreams (upstreams.py); empty: upstream_url with XAI_API_KEY
+    upstreams: tuple = ()
+    upstream_attempts: int = 3
+    failover_first_event_timeout: float = 10.0
+    failover_whole_timeout: float = 0.0
+    upstream_cooldown: float = 1.0
+    circuit_failures: int = 5
+    circuit_seconds: float = 30.0
     # [streaming]
     keepalive_interval: float = 15.0
     stream_fallback_format: str = "json"
@@ -138,7 +148,12 @@ class Config:
             raise ConfigError("grpc_upstream must be host:port (api.x.ai:443), not %r" % self.grpc_upstream)
         if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
             raise ConfigError("grpc_tls_cert and grpc_tls_key go together: set both, or neither")
-        if not self.upstream_url.startswith(("http://", "https://")):
+        if self.upstream_attempts < 1 or self.circuit_failures < 1:
+            raise ConfigError("upstream_attempts and circuit_failures must be at least 1")
+        for name in ("failover_first_event_timeout", "failover_whole_timeout", "upstream_cooldown", "circuit_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError("%s must not be negative" % name)
+        if not self.upstreams and not self.upstream_url.startswith(("http://", "https://")):
             raise ConfigError("upstream_url must be an http:// or https:// URL, not %r" % self.upstream_url)
 
 
@@ -184,7 +199,7 @@ def load_toml(path: str) -> dict:
         for name, value in items:
             if name not in _FIELDS:
                 raise ConfigError("%s: unknown setting %r in [%s]" % (path, name, section))
-            values[name] = _coerce(name, value)
+            values[name] = value if name == "upstreams" else _coerce(name, value)  # checked by load()
     return values
 
 
@@ -210,14 +225,19 @@ def load(config_file: str | None = None, overrides: dict | None = None, environ=
         values.update(load_toml(path))
     for name in _FIELDS:
         env = environ.get("TG_" + name.upper())
-        if env is not None and name != "upstream_key":
+        if env is not None and name not in ("upstream_key", "upstreams"):
             values[name] = _coerce(name, env)
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, value)
     values["upstream_key"] = environ.get("XAI_API_KEY", "")
+    if "upstreams" in values:
+        try:
+            values["upstreams"] = upstream_specs.parse(values["upstreams"], environ)
+        except ValueError as e:
+            raise ConfigError("%s: %s" % (path, e)) from None
     config = Config(**values)
-    if not config.upstream_url:
+    if not config.upstream_url and not config.upstreams:
         if config.upstream_key:
             config.upstream_url = XAI_BASE_URL
         else:

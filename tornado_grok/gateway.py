@@ -17,6 +17,7 @@ from .ownership import Ownership, load_secret
 from .ratelimit import Limits, MemoryLimiter
 from .resumable import MemoryStreamStore
 from .upstream import UpstreamClient
+from .upstreams import Pool
 
 log = logging.getLogger("tornado_grok")
 
@@ -42,6 +43,8 @@ class Gateway:
         self.stream_store = stream_store if stream_store is not None else MemoryStreamStore(config)
         self.cors = CorsPolicy.from_config(config)  # None: CORS is off
         self.ownership = ownership if ownership is not None else Ownership(load_secret(config))
+        self.upstreams = Pool(config, self.upstream, self.metrics)  # routing and failover over upstream
+        self.ownership.names = self.upstreams.id_names
         self.default_limits = Limits(config.requests_per_minute, config.concurrent_requests,
                                      config.tokens_per_minute)
         self._limits: dict = {}  # per key digest, for one generation of the keys file
@@ -58,7 +61,7 @@ class Gateway:
     def sweep_interval(self) -> float:
         c = self.config
         shortest = min(c.keepalive_interval, c.first_event_timeout, c.idle_timeout, c.total_timeout,
-                       c.resume_window)
+                       c.resume_window, c.failover_first_event_timeout or c.total_timeout)
         return max(0.02, min(1.0, shortest / 4))
 
     def start(self) -> None:

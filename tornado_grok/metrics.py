@@ -156,6 +156,51 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def watch_upstreams(self, pool) -> None:
+        """Per-upstream collectors (upstreams.py), labelled by the upstream's name, never its key."""
+        r = self.registry
+        self.upstream_requests = Counter("tornado_grok_upstream_requests", "Attempts sent to each upstream.",
+                                         ["upstream"], registry=r)
+        self.upstream_failures = Counter("tornado_grok_upstream_failures", "Failed attempts per upstream, by "
+                                         "kind (connect, transport, timeout, first_event_timeout, status_NNN).",
+                                         ["upstream", "kind"], registry=r)
+        self.upstream_failovers = Counter("tornado_grok_upstream_failovers", "Requests that left an upstream "
+                                          "for another before the first byte.", ["upstream"], registry=r)
+        self.upstream_cooldowns = Counter("tornado_grok_upstream_cooldowns", "Times an upstream was put in "
+                                          "cool-down (429, or 503 with Retry-After).", ["upstream"], registry=r)
+        self.upstream_circuit_opens = Counter("tornado_grok_upstream_circuit_opens", "Times an upstream's "
+                                              "circuit opened.", ["upstream"], registry=r)
+        mode = "livesum"
+        in_flight = Gauge("tornado_grok_upstream_in_flight", "Attempts in flight per upstream.", ["upstream"],
+                          registry=r, **({} if self.multiprocess_dir is None else {"multiprocess_mode": mode}))
+        circuit = Gauge("tornado_grok_upstream_circuit_open", "1 while an upstream's circuit is open (or "
+                        "probing), else 0.", ["upstream"], registry=r,
+                        **({} if self.multiprocess_dir is None else {"multiprocess_mode": "livemax"}))
+        for u in pool.upstreams:
+            for gauge, function in ((in_flight, lambda u=u: u.inflight),
+                                    (circuit, lambda u=u: 0 if u.circuit_until is None else 1)):
+                child = gauge.labels(u.name)
+                if self.multiprocess_dir is None:
+                    child.set_function(function)
+                else:
+                    self._gauges.append((child, function))
+            self.upstream_requests.labels(u.name)  # every upstream shows, at 0, from the start
+
+    def upstream_request(self, name: str) -> None:
+        self._child(self.upstream_requests, name).inc()
+
+    def upstream_failure(self, name: str, kind: str) -> None:
+        self._child(self.upstream_failures, name, kind).inc()
+
+    def upstream_failover(self, name: str) -> None:
+        self._child(self.upstream_failovers, name).inc()
+
+    def upstream_cooldown(self, name: str) -> None:
+        self._child(self.upstream_cooldowns, name).inc()
+
+    def upstream_circuit_opened(self, name: str) -> None:
+        self._child(self.upstream_circuit_opens, name).inc()
+
     def rate_limited(self, reason: str) -> None:
         self._child(self.rate_limited_requests, reason or "unknown").inc()
 

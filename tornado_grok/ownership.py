@@ -37,12 +37,14 @@ DEFERRED = "deferred"
 class Ownership:
     """Issues and opens key-bound ids under one secret."""
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_secret", "names")
 
-    def __init__(self, secret: bytes):
+    def __init__(self, secret: bytes, names: tuple = ("",)):
         if len(secret) < 32:
             raise ValueError("the id secret must be at least 32 bytes")
         self._secret = secret
+        # The names of the upstreams an id can belong to (upstreams.py; "" with a single upstream).
+        self.names = names
 
     def tag(self, key_digest: str, kind: str, upstream_id: str, upstream: str = "") -> str:
         message = "\0".join((kind, key_digest, upstream, upstream_id)).encode("utf-8", "surrogatepass")
@@ -67,29 +69,39 @@ class Ownership:
 
 
 class Owner:
-    """One key's view of the ids: what a request's handler and its stream dialect are given."""
+    """One key's view of the ids: what a request's handler and its stream dialect are given.
 
-    __slots__ = ("ownership", "key_digest")
+    `upstream` is the name of the upstream serving the request (set when one is picked): the ids it
+    hands out are bound to it, so that their later calls go back to it (locate)."""
+
+    __slots__ = ("ownership", "key_digest", "upstream")
 
     def __init__(self, ownership: Ownership, key_digest: str):
         self.ownership = ownership
         self.key_digest = key_digest
+        self.upstream = ""
 
     def issue(self, kind: str, upstream_id):
         """The client's id for an upstream id; anything that is not a usable id is returned as it is."""
         if type(upstream_id) is not str or not upstream_id or len(upstream_id) > MAX_UPSTREAM_ID:
             return upstream_id
-        return self.ownership.issue(self.key_digest, kind, upstream_id)
+        return self.ownership.issue(self.key_digest, kind, upstream_id, self.upstream)
 
     def open(self, kind: str, client_id, what: str, field: str = "") -> str:
         """The upstream's id behind the client's; a 400 naming `field` for what cannot be an id at all
         (the one id check, validate.path_id), the 404 of an unknown `what` for one that is not this key's."""
+        return self.locate(kind, client_id, what, field)[0]
+
+    def locate(self, kind: str, client_id, what: str, field: str = "") -> tuple:
+        """(the upstream's id, the name of the upstream it belongs to), as open() checks it: the
+        upstream is the one whose name makes the tag verify."""
         upstream_id, separator, tag = client_id.rpartition(SEPARATOR) if type(client_id) is str else ("", "", "")
         validate.path_id(upstream_id if separator and len(tag) == TAG_CHARS else client_id, field or what + " id")
-        upstream_id = self.ownership.open(self.key_digest, kind, client_id)
-        if upstream_id is None:
-            raise not_found(what)
-        return upstream_id
+        for name in self.ownership.names:
+            upstream_id = self.ownership.open(self.key_digest, kind, client_id, name)
+            if upstream_id is not None:
+                return upstream_id, name
+        raise not_found(what)
 
     def issue_response(self, response) -> None:
         """A Response object (a dict) as this key sees it: its `id` and `previous_response_id` bound."""

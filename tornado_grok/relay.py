@@ -24,6 +24,7 @@ from tornado.iostream import StreamClosedError
 from . import errors, sse
 from .errors import GatewayError
 from .upstream import WRITE_ABORT, curl_errno
+from .upstreams import classify
 
 log = logging.getLogger("tornado_grok")
 
@@ -58,6 +59,9 @@ class StreamRelay:
         else:
             self.rewrite = None
         self.call = None
+        self.model_sent = model_sent  # routes the request to an upstream that serves it
+        self.attempts = None  # the upstreams tried (upstreams.Attempts)
+        self.stalled = False  # this attempt's first event was overdue: cancelled to try another upstream
         self.grace = None  # the timer that cuts an upstream still sending after the end event
         now = time.monotonic()
         self.started = self.last_read = self.last_write = now
@@ -93,22 +97,57 @@ class StreamRelay:
         `query`) and relays its stream until it ends."""
         c = self.gateway.config
         self.gateway.streams.add(self)
+        attempts = None
         try:
-            self.call = self.gateway.upstream.call(
-                method, path or self.dialect.path, body, timeout=c.total_timeout + 5,
-                extra_headers=extra_headers, on_chunk=self.on_chunk, query=query)
-            self.call.start()
-            response = await self.call.response()
+            attempts = self.attempts = self.gateway.upstreams.attempts(
+                self.model_sent or None, getattr(self.handler, "pinned", None), c.first_event_timeout)
+            upstream = attempts.first()
+            while upstream is not None:
+                self.handler.served(upstream)
+                self.call = self.gateway.upstream.call(
+                    method, path or self.dialect.path, body, timeout=c.total_timeout + 5,
+                    extra_headers=extra_headers, on_chunk=self.on_chunk, query=query, target=upstream.target)
+                self.call.start()
+                response = await self.call.response()
+                upstream = self._next_upstream(response)
             if self.call.callback_error is not None:
                 log.error("error relaying a stream", exc_info=self.call.callback_error)
                 self.abort(GatewayError(500, "internal error while relaying the stream",
                                         code="internal_error"), Outcome.UPSTREAM_ERROR)
+            elif self.stalled:
+                self.abort(errors.timeout("first_event"), Outcome.TIMEOUT)
             elif not self.closed:
                 self._upstream_finished(response)
+        except GatewayError as err:  # no upstream could take it (upstreams.Pool.refusal)
+            self.abort(err, Outcome.UPSTREAM_ERROR)
         finally:
+            if attempts is not None:
+                attempts.done(self.status == 200)
             self.gateway.streams.discard(self)
             if self.grace is not None:
                 IOLoop.current().remove_timeout(self.grace)
+
+    def _next_upstream(self, response):
+        """After an attempt ended: the upstream of the next one, when it failed before the client got
+        a byte in a way another upstream may answer differently (upstreams.py), else None."""
+        if self.bytes_out or self.call.callback_error is not None or (self.closed and not self.stalled):
+            return None
+        status = self.status or (response.code if response.code != 599 else 0)
+        kind = classify(status, curl_errno(response), self.call.cancelled and not self.stalled, self.stalled)
+        if kind is None:
+            return None
+        upstream = self.attempts.failed(kind, status, self.call.headers() if status else None)
+        if upstream is None:
+            refusal = self.attempts.refusal()
+            if refusal is not None:
+                raise refusal
+            return None
+        self.handler.log_fields["failovers"] = self.attempts.failovers
+        self.status = 0
+        self.stalled = False
+        self.error_body = bytearray()
+        self.parser = sse.SSEParser(self.gateway.config.max_event_size, self.dialect.typed)
+        return upstream
 
     def on_chunk(self, chunk: bytes):
         """One upstream read, called from inside libcurl (upstream.py): returns WRITE_ABORT to stop.
@@ -346,6 +385,11 @@ class StreamRelay:
     def check(self, now: float, c) -> None:
         """Called by Gateway.sweep: timeouts and keep-alives."""
         if self.closed:
+            return
+        if not self.bytes_out and self.status in (0, 200) and self.call is not None and not self.stalled \
+                and self.attempts.stalled(now):
+            self.stalled = True  # run() goes on with the next upstream
+            self.call.cancel()
             return
         what = self.due(now, c)
         if what == "keepalive":

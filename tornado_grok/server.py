@@ -49,6 +49,8 @@ def banner(config: Config, port: int) -> None:
             "-H 'Content-Type: application/json' -d '{\"model\": \"grok-4-1-fast-non-reasoning\", "
             "\"messages\": [{\"role\": \"user\", \"content\": \"Write a short story about a space "
             "adventure\"}], \"stream\": true}'" % (base, auth.DEV_KEY))
+    elif config.upstreams:
+        say("Upstreams: %s" % ", ".join("%s (%s)" % (u.name, u.url) for u in config.upstreams))
     else:
         say("Upstream: %s" % config.upstream_url)
     say("tornado_grok listening on http://%s:%d" % (config.host, port))
@@ -59,7 +61,7 @@ async def serve(config: Config, sockets=None) -> int:
     # From here on nothing this process logs can block its event loop (accesslog.py).
     accesslog.setup(config.log_queue_bytes)
     # Tornado's own messages may quote a request line or a header value (a client's key).
-    redact.install_log_filter((config.upstream_key,))
+    redact.install_log_filter((config.upstream_key,) + tuple(u.key for u in config.upstreams))
     mock_grpc = await start_mock(config) if config.mock else None  # held while serving
     extra = [auth.dev_key()] if config.mock else []
     limiter = make_limiter(config)

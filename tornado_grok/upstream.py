@@ -268,30 +268,50 @@ class UpstreamCall:
                 self.client._set_timeout(0)
 
 
+class Target:
+    """Where a call goes: an upstream's base URL and the header lines that carry its key."""
+
+    __slots__ = ("base_url", "json_lines", "stream_lines")
+
+    def __init__(self, base_url: str, api_key: str):
+        self.base_url = base_url.rstrip("/")
+        # Expect and Pragma empty: libcurl would add them otherwise (tornado does the same).
+        common = [b"Content-Type: application/json", b"Expect:", b"Pragma:"]
+        if api_key:
+            common.append(b"Authorization: Bearer " + api_key.encode("latin-1"))
+        self.json_lines = common + [b"Accept: application/json"]
+        self.stream_lines = common + [b"Accept: text/event-stream"]
+
+    def __repr__(self) -> str:
+        return "Target(%r)" % self.base_url  # never the key
+
+
 class UpstreamClient:
     """Sends requests to the upstream API with the gateway's own key; the key never leaves here."""
 
     def __init__(self, base_url: str, api_key: str, max_clients: int = 10000,
                  connect_timeout: float = 10.0, max_body_size: int = 256 * 1024 * 1024):
-        self.base_url = base_url.rstrip("/")
         # What errors.upstream_text scrubs from upstream text: an upstream may quote the key it got.
         # (A key of under 8 characters, such as a placeholder for a local mock, is no credential and
         # cannot be scrubbed without mangling ordinary text: every "k" of a log line for the key "k".)
-        self.secrets = (api_key,) if len(api_key or "") >= 8 else ()
-        # Expect and Pragma empty: libcurl would add them otherwise (tornado does the same).
-        common = [b"Content-Type: application/json", b"Expect:", b"Pragma:"]
-        if api_key:
-            common.append(b"Authorization: Bearer " + api_key.encode("latin-1"))
-        self._json_lines = common + [b"Accept: application/json"]
-        self._stream_lines = common + [b"Accept: text/event-stream"]
+        # Every target's key is in it (target()).
+        self.secrets = ()
+        self.default = self.target(base_url, api_key)
+        self.base_url = self.default.base_url
         self.connect_timeout = connect_timeout
         self.http = _Client(force_instance=True, max_clients=max_clients, max_body_size=max_body_size)
         self.http.after_action = self._send_deferred
         self._deferred: list = []
         self.active: set = set()
 
-    def _header_lines(self, streaming: bool, extra: dict | None) -> list:
-        lines = list(self._stream_lines if streaming else self._json_lines)
+    def target(self, base_url: str, api_key: str) -> "Target":
+        """Another upstream (its URL and key) that calls of this one client can go to (upstreams.py)."""
+        if len(api_key or "") >= 8 and api_key not in self.secrets:
+            self.secrets += (api_key,)
+        return Target(base_url, api_key)
+
+    def _header_lines(self, streaming: bool, extra: dict | None, target: "Target") -> list:
+        lines = list(target.stream_lines if streaming else target.json_lines)
         for name, value in (extra or {}).items():
             line = ("%s: %s" % (name, value)).encode("latin-1", "replace")
             if b"\r" in line or b"\n" in line:
@@ -301,7 +321,8 @@ class UpstreamClient:
 
     def call(self, method: str, path: str, body: bytes | None, timeout: float,
              extra_headers: dict | None = None,
-             on_chunk: Callable[[bytes], object] | None = None, query: dict | None = None) -> UpstreamCall:
+             on_chunk: Callable[[bytes], object] | None = None, query: dict | None = None,
+             target: "Target | None" = None) -> UpstreamCall:
         """A request ready to go: `call.start()` sends it, `await call.response()` waits for it.
 
         `path` is a fixed path ("/chat/completions") or one made by join_path; anything else is
@@ -310,13 +331,15 @@ class UpstreamClient:
 
         With `on_chunk` the body is streamed: each read reaches on_chunk, inside libcurl, as it
         arrives (possibly before start() returns); `call.status` is the upstream's status by then.
+        `target` (from target()) is the upstream it goes to; by default the one of the constructor.
         """
-        url = self.base_url + checked_path(path)
+        target = target or self.default
+        url = target.base_url + checked_path(path)
         if query:
             url += "?" + urlencode(query, doseq=True)
         request = _Request(url, method)
-        call = UpstreamCall(self, request, body, on_chunk, self._header_lines(on_chunk is not None, extra_headers),
-                            timeout)
+        lines = self._header_lines(on_chunk is not None, extra_headers, target)
+        call = UpstreamCall(self, request, body, on_chunk, lines, timeout)
         request.gateway_call = call  # how _Client._curl_setup_request finds it
         return call
 

@@ -13,6 +13,7 @@ from .. import errors, validate
 from ..errors import GatewayError
 from ..upstream import curl_errno
 from ..usage import settle
+from ..upstreams import classify
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _MAYBE_NON_FINITE = re.compile(rb"NaN|Infinity|[eE]\+?[0-9]{3}|[0-9]{309}")
@@ -231,8 +232,25 @@ class APIHandler(BaseHandler):
 
     def owner(self):
         """The ids this request's key owns (ownership.Owner): it binds the ids it hands out and opens
-        the ids it is given, a 404 for any that is not its own."""
-        return self.gateway.ownership.owner(self.request.client_key.digest)
+        the ids it is given, a 404 for any that is not its own. One per request: the upstream that
+        serves it (served) names the upstream its ids are bound to."""
+        owner = getattr(self, "_owner", None)
+        if owner is None:
+            owner = self._owner = self.gateway.ownership.owner(self.request.client_key.digest)
+        return owner
+
+    def locate(self, kind: str, client_id, what: str, field: str = "") -> str:
+        """owner().open, and the request goes to the upstream the id belongs to (upstreams.py)."""
+        upstream_id, name = self.owner().locate(kind, client_id, what, field)
+        self.pinned = self.gateway.upstreams.by_id_name(name)
+        return upstream_id
+
+    def served(self, upstream) -> None:
+        """The upstream an attempt of this request goes to: the access log names it, and the ids the
+        request hands out are bound to it."""
+        self.log_fields["upstream"] = upstream.name
+        if upstream.id_name or getattr(self, "_owner", None) is not None:  # "" is every Owner's default
+            self.owner().upstream = upstream.id_name
 
     def forward_headers(self) -> dict:
         """Headers sent upstream besides the gateway's own: the request id, and X-Mock-* in mock mode."""
@@ -244,12 +262,12 @@ class APIHandler(BaseHandler):
         return headers
 
     async def fetch_response(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
-        """One non-streaming upstream call; returns a 2xx response, else raises the mapped error."""
+        """One non-streaming upstream call; returns a 2xx response, else raises the mapped error.
+        A failure before any answer may go to another upstream (upstreams.py, fetch_whole)."""
         c = self.config
-        self.upstream_call = self.gateway.upstream.start(
-            method, path, dumps(body) if body is not None else None,
-            timeout=min(c.first_event_timeout, c.total_timeout), extra_headers=self.forward_headers(), query=query)
-        response = await self.upstream_call.response()
+        response = await fetch_whole(self, method, path, dumps(body) if body is not None else None, query,
+                                     body.get("model") if isinstance(body, dict) else None,
+                                     min(c.first_event_timeout, c.total_timeout))
         if self.upstream_call.cancelled:
             raise errors.draining() if self.gateway.draining else _ClientGone()
         if response.code == 599:
@@ -329,6 +347,36 @@ class APIHandler(BaseHandler):
         free: a resumable stream's relay holds it while its upstream runs (release_slot)."""
         decision, self.decision = getattr(self, "decision", None), None
         return decision
+
+
+async def fetch_whole(handler, method: str, path: str, data: bytes | None, query, model, budget: float):
+    """The attempts of one whole (non-streamed) upstream call: the next upstream after a failure that
+    another one may answer differently (upstreams.classify), at most upstream_attempts, within
+    `budget` seconds in all. Returns the last attempt's response; handler.upstream_call is its call."""
+    attempts = handler.gateway.upstreams.attempts(model, getattr(handler, "pinned", None), budget)
+    upstream = attempts.first()
+    ok = False
+    try:
+        while True:
+            handler.served(upstream)
+            call = handler.upstream_call = handler.gateway.upstream.start(
+                method, path, data, timeout=attempts.timeout(), extra_headers=handler.forward_headers(),
+                query=query, target=upstream.target)
+            response = await call.response()
+            status = response.code if response.code != 599 else call.status
+            kind = classify(status, curl_errno(response), call.cancelled)
+            if kind is None:
+                ok = response.code < 500
+                return response
+            upstream = attempts.failed(kind, status, call.headers() if status else None)
+            if upstream is None:
+                refusal = attempts.refusal()
+                if refusal is not None:
+                    raise refusal
+                return response
+            handler.log_fields["failovers"] = attempts.failovers
+    finally:
+        attempts.done(ok)
 
 
 def release_slot(gateway, decision) -> None:

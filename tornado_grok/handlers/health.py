@@ -1,5 +1,6 @@
-"""GET /healthz (the process is alive), GET /readyz (503 while draining), GET /metrics (Prometheus)
-and, with `debug_endpoints = true`, GET /debug/state; no key needed."""
+"""GET /healthz (the process is alive; with several upstreams, each one's state by name), GET /readyz
+(503 while draining), GET /metrics (Prometheus) and, with `debug_endpoints = true`, GET /debug/state;
+no key needed."""
 
 from .. import metrics
 from ..errors import GatewayError
@@ -8,7 +9,11 @@ from .base import BaseHandler
 
 class HealthHandler(BaseHandler):
     def get(self) -> None:
-        self.write_json({"status": "ok"})
+        pool = self.gateway.upstreams
+        if pool.several:  # each upstream's state by name (upstreams.py), never its URL or key
+            self.write_json({"status": "ok", "upstreams": pool.state()})
+        else:
+            self.write_json({"status": "ok"})
 
 
 class ReadyHandler(BaseHandler):

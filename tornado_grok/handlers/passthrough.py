@@ -59,13 +59,15 @@ class PassthroughHandler(APIHandler):
         owned = [name for name in ids if name in routes.OWNED]
         for name in owned:  # another key's id, or one never issued: 404, and the upstream never sees it
             kind, what = routes.OWNED[name]
-            ids[name] = self.owner().open(kind, ids[name], what, name)
+            ids[name] = self.locate(kind, ids[name], what, name)  # and the upstream it lives on
         response = await self.fetch_response(route.method, route.upstream_path(ids), body)
         raw = response.body or b""
         # The usage of an owned object's result (a finished deferred completion) is charged once, the
         # first time it is fetched, however often its owner fetches it again.
+        # (Named by its upstream too when there are several: two upstreams may use the same id.)
+        where = getattr(getattr(self, "pinned", None), "id_name", "")
         charge = not owned or b'"usage"' not in raw or await self.gateway.accounting.claim(
-            "%s:%s" % (routes.OWNED[owned[0]][0], ids[owned[0]]), CHARGED_FOR)
+            "%s:%s%s" % (routes.OWNED[owned[0]][0], where + ":" if where else "", ids[owned[0]]), CHARGED_FOR)
         self.answer(response.code, raw, asked, sent, charge)
 
     def answer(self, status: int, raw: bytes, asked: str | None, sent: str | None, charge: bool = True) -> None:

@@ -37,7 +37,8 @@ class ResponsesHandler(APIHandler):
         owner = self.owner()
         if body.get("previous_response_id") is not None:
             # Another key's response, or one the gateway never issued, is unknown: a 404 from here.
-            body["previous_response_id"] = owner.open(RESPONSE, body["previous_response_id"], "previous response")
+            # A chain stays with the upstream (and key) that made it: the request goes there.
+            body["previous_response_id"] = self.locate(RESPONSE, body["previous_response_id"], "previous response")
         streamed = body.get("stream") is True
         if validate.responses_has_image(body):
             await answer_response_whole(self, body, asked, streamed)
@@ -63,7 +64,7 @@ class ResponseHandler(APIHandler):
         query = self.upstream_query()
         owner = self.owner()
         # Only this key's own ids: another key's, or one never issued, is a 404 the upstream never sees.
-        path = response_path(owner.open(RESPONSE, response_id, "response"))
+        path = response_path(self.locate(RESPONSE, response_id, "response"))  # and its upstream
         if query.get("stream") == "true" and await streams.serve_response(
                 self, response_id, int(query.get("starting_after", -1))):
             return  # a resumable stream of this key: served from the stream store
@@ -80,7 +81,7 @@ class ResponseHandler(APIHandler):
 
     async def delete(self, response_id: str) -> None:
         owner = self.owner()
-        path = response_path(owner.open(RESPONSE, response_id, "response"))
+        path = response_path(self.locate(RESPONSE, response_id, "response"))  # and its upstream
         await self.begin_without_body()
         result = await self.fetch_whole("DELETE", path)
         owner.issue_response(result)
