@@ -86,10 +86,14 @@ TABLES = object()
 
 def commented_settings() -> dict:
     """{name: value} of every `# name = value` line of conf/gateway.toml (TABLES for `# [[name]]`)."""
-    found = {}
+    found, in_table = {}, False
     for line in read("conf", "gateway.toml").splitlines():
+        if in_table and line.startswith("#"):
+            continue  # the fields of an offered `# [[name]]` table, up to the next blank line
+        in_table = False
         match = re.match(r"#\s*([a-z_]+)\s*=\s*(.*)$", line) or re.match(r"#\s*\[\[([a-z_]+)\]\]", line)
         if match:
+            in_table = match.lastindex == 1
             name = match.group(1)
             assert name not in found, "conf/gateway.toml offers %s twice" % name
             found[name] = tomllib.loads("%s = %s" % (name, match.group(2)))[name] if match.lastindex == 2 else TABLES

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import tomllib
 from typing import Any
 
@@ -144,7 +145,7 @@ class Config:
             raise ConfigError("max_event_size must be at least 65536 bytes")
         if not -1 <= self.grpc_port <= 65535:
             raise ConfigError("grpc_port must be a port number, 0 (any free port) or -1 (the HTTP port + 1)")
-        if not self.grpc_upstream.rpartition(":")[2].isdigit():
+        if not re.fullmatch(r"[0-9]{1,5}", self.grpc_upstream.rpartition(":")[2]):  # ASCII digits only
             raise ConfigError("grpc_upstream must be host:port (api.x.ai:443), not %r" % self.grpc_upstream)
         if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
             raise ConfigError("grpc_tls_cert and grpc_tls_key go together: set both, or neither")

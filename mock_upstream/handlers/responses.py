@@ -66,7 +66,7 @@ class ResponseHandler(ApiHandler):
         if self.get_query_argument("stream", "false") != "true":
             return await self.answer_or_fault(dumps(stored))
         after = self.get_query_argument("starting_after", None)
-        if after is not None and not after.isdigit():
+        if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 18):
             raise XaiError(400, "starting_after must be a non-negative integer")
         plan = Plan(200, {"Content-Type": "text/event-stream"}, True,
                     steps=responses.after(steps, int(after) if after is not None else None), api="responses")
