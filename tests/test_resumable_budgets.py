@@ -1,4 +1,4 @@
-"""Budgets of stored stream bytes (issue 19: 3): a key holds at most resume_key_bytes of resumable
+"""Budgets of stored stream bytes: a key holds at most resume_key_bytes of resumable
 streams' stored events, all keys together at most resume_total_bytes (per process; with Redis, in all
 processes together). Past a budget a new stream is a plain stream that says so (`X-Resumable: false`,
 `X-Resumable-Reason: <the setting>`), and a running stream that crosses it stops being resumable
@@ -70,6 +70,7 @@ def test_a_stream_that_crosses_its_keys_budget_stops_being_resumable(make_gatewa
     assert rh.strip_ids(body) == plain  # its own reader got it all
     r = rh.resume(g, rh.header(head, "X-Resume-Url"), 0)
     assert r.status_code == 410 and "no longer resumable" in r.json()["error"]["message"]
+    assert r.json()["error"]["code"] == "stream_not_resumable"
     # Its stored events were released: the key holds the first story, under its budget.
     assert rh.resume(g, rh.header(first_head, "X-Resume-Url"), 0).content == first
     head, _ = resumable(g, a)
@@ -117,7 +118,8 @@ def test_an_unread_stream_that_crosses_its_budget_is_cancelled_upstream(make_gat
     url = partial.header("X-Resume-Url")
     partial.cut(False)  # nobody reads it: once it is not resumable, nobody can come back for it
     assert mock.wait_ended(test_id=test_id)["ended"] == "client_closed"
-    assert rh.resume(g, url, 0).status_code == 410
+    r = rh.resume(g, url, 0)
+    assert r.status_code == 410 and r.json()["error"]["code"] == "stream_not_resumable"
 
 
 @skip_unless_available()

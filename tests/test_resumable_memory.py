@@ -1,4 +1,4 @@
-"""Resumable streams on the memory backend, within one gateway process (issue 11): opting in, the
+"""Resumable streams on the memory backend, within one gateway process: opting in, the
 ids and the handle, surviving a dropped connection (FIN and RST), resuming byte for byte, access
 (key, token), cancel, resume_window, the caps, the rate limit, and the SDKs reading it."""
 
@@ -166,7 +166,9 @@ def test_over_the_cap_the_stream_is_no_longer_resumable(make_gateway, story):
     url = [line for line in head.split(b"\r\n") if line.startswith(b"X-Resume-Url: ")][0][14:].decode()
     r = rh.resume(g, url, 0)
     assert r.status_code == 410 and "no longer resumable" in r.json()["error"]["message"]
-    wait_until(lambda: "is no longer resumable: over resume_max_bytes (2000)" in g.stderr, timeout=5)
+    assert r.json()["error"]["code"] == "stream_not_resumable"
+    line = "stream %s… is no longer resumable: over resume_max_bytes (2000)" % rh.header(head, "X-Stream-Id")[:4]
+    wait_until(lambda: line in g.stderr, timeout=5)
 
 
 def test_a_resume_is_not_a_new_request_for_the_rate_limit(make_gateway, story):

@@ -1,4 +1,4 @@
-"""Resumable streams on Redis (stream_store = "redis", issue 11: 6): two gateway processes on one
+"""Resumable streams on Redis (stream_store = "redis"): two gateway processes on one
 real redis-server, like two machines behind a load balancer. A stream started on A resumes on B,
 byte for byte; cancel from B reaches A's upstream; a stream whose owner was SIGKILLed ends with an
 error event on B; a reader on B keeps the stream alive past resume_window."""
@@ -167,7 +167,8 @@ def test_over_the_cap_a_resume_on_b_is_410(mock, redis_server, tmp_path, story):
         url = rh.header(head, "X-Resume-Url")
         # The owner marks it in Redis with its next batch of writes (within a few milliseconds).
         servers.wait_until(lambda: rh.resume(b, url, 0).status_code == 410, timeout=5)
-        assert "no longer resumable" in rh.resume(b, url, 0).json()["error"]["message"]
+        error = rh.resume(b, url, 0).json()["error"]
+        assert "no longer resumable" in error["message"] and error["code"] == "stream_not_resumable"
     finally:
         a.stop()
         b.stop()

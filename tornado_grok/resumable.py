@@ -116,14 +116,14 @@ class StoredStream:
         if self.seqs is not None:
             self.seqs.append(first_sequence(data, self.seqs))
         if self.resumable and (self.nbytes > self.max_bytes or self.count > self.max_events):
-            self.resumable = False
+            self.resumable = False  # logged with the id's first 4 characters, as the log masks key-like tokens
             log.warning("stream %s is no longer resumable: over resume_max_bytes (%d) or resume_max_events "
-                        "(%d) after %d events, %d bytes", self.id, self.max_bytes, self.max_events,
+                        "(%d) after %d events, %d bytes", self.id[:4] + "…", self.max_bytes, self.max_events,
                         self.count, self.nbytes)
         if self.share is not None and self.share.charge(len(framed)) and self.resumable:
             self.resumable = False
             log.warning("stream %s is no longer resumable: its key is over resume_key_bytes (%d) or all "
-                        "keys over resume_total_bytes (%d) after %d events", self.id,
+                        "keys over resume_total_bytes (%d) after %d events", self.id[:4] + "…",
                         self.share.budget.key_bytes, self.share.budget.total_bytes, self.count)
         return framed
 
@@ -139,8 +139,8 @@ class StoredStream:
 
     def _unread(self) -> None:
         if not self.readers and self.relay is not None:
-            self.relay.cancel(gone("the stream stopped being resumable (its cap or its key's budget) "
-                                   "and nobody was reading it"))
+            self.relay.cancel(not_resumable("the stream stopped being resumable (its cap or its key's budget) "
+                                            "and nobody was reading it"))
 
     def finish(self) -> None:
         self.ended = True
@@ -182,7 +182,7 @@ class StoredStream:
             self.left_at = time.monotonic()
             if not self.resumable and self.relay is not None:
                 # Nobody can come back for it: it ends as a plain stream ends when its client leaves.
-                self.relay.cancel(gone("the stream was over its resume cap and its last reader left"))
+                self.relay.cancel(not_resumable("the stream was over its resume cap and its last reader left"))
             elif not self.resumable:
                 self.trim()
 
@@ -215,6 +215,11 @@ class StoredStream:
 
 def gone(why: str) -> GatewayError:
     return GatewayError(410, why, code="stream_cancelled")
+
+
+def not_resumable(why: str) -> GatewayError:
+    """A stream over its cap (resume_max_bytes, resume_max_events) or its key's budget."""
+    return GatewayError(410, why, code="stream_not_resumable")
 
 
 class ResumableRelay(StreamRelay):

@@ -144,7 +144,7 @@ class RemoteTail:
                 f.beat, f.beat_at = beat, now
             if state is None or state == b"overflow":
                 f.fail(GatewayError(410, "the stream is no longer resumable (it expired or went over its cap)",
-                                    code="stream_cancelled"))
+                                    code="stream_not_resumable"))
             elif state == b"running" and now - f.beat_at > grace:
                 f.fail(GatewayError(502, "the gateway process relaying this stream stopped", code="stream_owner_lost"))
             # "ended": its end entry is in the stream, and this loop hands it out

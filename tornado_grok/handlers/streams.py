@@ -14,7 +14,7 @@ from .. import validate
 from ..errors import GatewayError
 from ..ratelimit import Limits
 from ..relay import StreamRelay
-from ..resumable import ResumableRelay, StreamReader, dialect_name, gone
+from ..resumable import ResumableRelay, StreamReader, dialect_name, not_resumable
 from .base import BaseHandler, backend_call, release_slot
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -128,8 +128,8 @@ class StreamHandler(BaseHandler):
         if entry.ended and entry.error is not None:
             raise entry.error  # it failed before its first event: the same answer as its first request
         if not entry.resumable:
-            raise gone("the stream is no longer resumable: it went over its cap (resume_max_bytes or "
-                       "resume_max_events)")
+            raise not_resumable("the stream is no longer resumable: it went over its cap (resume_max_bytes or "
+                                "resume_max_events)")
         if last_id > entry.count:
             raise GatewayError(400, "Last-Event-ID %d is after the stream's last event (%d)" % (last_id, entry.count),
                                code="invalid_last_event_id")
