@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Gateway CPU per replay of a long stored Responses stream (issue 19: 5), one run.
+"""Gateway CPU per replay of a long stored Responses stream, one run.
 
 Starts the bundled mock (`--speed 0`), a redis-server on a free port, gateway M (stream_store =
 "memory") and gateways A and B (stream_store = "redis", one Redis) from this checkout, and, with

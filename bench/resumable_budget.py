@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory held by unread resumable streams under the stored-bytes budget (issue 19: 3), one run.
+"""Memory held by unread resumable streams under the stored-bytes budget, one run.
 
 Starts the bundled mock (`--speed 0`), a redis-server on a free port, and a gateway with small
 budgets (`--key-mib`, `--total-mib`: resume_key_bytes, resume_total_bytes), first with

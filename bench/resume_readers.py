@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Many readers of one resumable stream on another process (issue 19: 4): what one key costs there.
+"""Many readers of one resumable stream on another process: what one key costs there.
 
 Starts the bundled mock, a redis-server on a free port, and gateways A and B (stream_store =
 "redis", one Redis). A key limited to one concurrent request starts one long resumable stream on A

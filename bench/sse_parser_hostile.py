@@ -5,7 +5,7 @@
 
 Shapes, fed in libcurl's 16 KiB reads: `data:` lines that never get their blank line, and one
 `data:` line that never ends. A linear parser's time doubles with the size; a quadratic one's
-quadruples. Prints figures only (issue 9, point 11).
+quadruples. Prints figures only.
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""The load tester's verdicts (issue 12, point 5): a malformed event is a protocol_error and never a
+"""The load tester's verdicts: a malformed event is a protocol_error and never a
 content chunk, --expect-chunks checks the answer, and the exit status is 1 past --max-error-rate
 (default 1%) or on a missed --slo. Against tests/sse_target.py; counts exact, timings lower bounds."""
 import json

@@ -1,4 +1,4 @@
-"""The HTML report in a real browser (issue 12, point 9): headless Chromium loads it without a
+"""The HTML report in a real browser: headless Chromium loads it without a
 console or script error, draws every plot (each with a size), fits the width without sideways
 scrolling, and shows the headline cards and the legends naming each target. Skipped with a reason
 where Chromium is absent (CI installs Debian's `chromium`)."""

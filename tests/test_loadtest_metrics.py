@@ -1,4 +1,4 @@
-"""The figures users compare against (issue 12, point 6): TTFT, chunk gap (vLLM's ITL), TPOT
+"""The figures users compare against: TTFT, chunk gap (vLLM's ITL), TPOT
 (vLLM's), ITL (guidellm's), e2e, output tokens/s from usage or counted, and goodput under --slo.
 Definitions are checked on known data; the end-to-end runs use lower bounds only."""
 import json

@@ -1,4 +1,4 @@
-"""What a new user stumbled on (issue 12, point 10): the default prompt gives real chunk gaps (on
+"""What a new user stumbled on: the default prompt gives real chunk gaps (on
 tests/sse_target.py and on the bundled mock), the tester's own lag or CPU wait is a warning only
 when it is a noticeable share of what was measured, and --rounds keeps its connections (and the
 warm-up's) across rounds."""

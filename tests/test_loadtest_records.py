@@ -1,4 +1,4 @@
-"""--records FILE (issue 12, point 8): one row per request, JSONL or CSV by the extension, with its
+"""--records FILE: one row per request, JSONL or CSV by the extension, with its
 start, status, TTFT, chunks, tokens, end and error, so the run can be analysed elsewhere."""
 import csv
 import json

@@ -1,4 +1,4 @@
-"""Realistic workloads (issue 12, point 7): a prompt dataset (chat-message JSONL, ShareGPT), seeded
+"""Realistic workloads: a prompt dataset (chat-message JSONL, ShareGPT), seeded
 length distributions, --header, --extra-body, multi-turn conversations and --rate-sweep with its
 knee. What was sent is read back from tests/sse_target.py's record of every body and header."""
 import json

@@ -1,5 +1,5 @@
 """Clients that leave at random points (FIN or RST, mid-stream or mid-request-body): an ordinary
-event, so the gateway logs no traceback and holds nothing afterwards (issue 9, point 10)."""
+event, so the gateway logs no traceback and holds nothing afterwards."""
 
 import concurrent.futures
 import json

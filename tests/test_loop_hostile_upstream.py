@@ -1,6 +1,6 @@
 """A hostile upstream: an event that never ends, a whole answer of 300 MB, a gzip bomb, an endless
 error body. Each is refused with a 502 once its bound is passed, the gateway hangs up on the upstream
-(it does not read to the end), and its memory grows by far less than what was sent (issue 9, point 11).
+(it does not read to the end), and its memory grows by far less than what was sent.
 
 The upstream is a raw-socket server written for this test, on a free loopback port; the model name of
 each request says how it misbehaves.

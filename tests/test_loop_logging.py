@@ -1,6 +1,5 @@
 """A stderr pipe that nobody reads must not stop the gateway: its log lines wait in a bounded queue,
-the rest are dropped and counted, and what is queued is written out at a clean shutdown (issue 9,
-point 9)."""
+the rest are dropped and counted, and what is queued is written out at a clean shutdown."""
 
 import fcntl
 import json

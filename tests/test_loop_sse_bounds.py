@@ -1,5 +1,5 @@
 """The SSE parser's bound on one event (max_event_size), the same however the upstream cuts its
-reads, and the events around it intact (issue 9, point 11; the hostile upstream itself is in
+reads, and the events around it intact (the hostile upstream itself is in
 test_loop_hostile_upstream.py)."""
 
 import pytest

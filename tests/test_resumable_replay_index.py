@@ -1,5 +1,5 @@
 """GET /responses/{id}?stream=true&starting_after=N finds its start without parsing stored events
-(issue 19: 5): each stored block's first sequence_number is indexed as it is stored (in Redis, a
+: each stored block's first sequence_number is indexed as it is stored (in Redis, a
 sorted set per stream), the start is a bisect, and the filter looks at one block at most, by a byte
 scan. Every N from none to past the end gives the uninterrupted stream's events over N, on the
 stream's own process and, through Redis, on another one."""

@@ -1,4 +1,4 @@
-"""GET /api/v1/responses/{id}?stream=true&starting_after=N from the stream store (issue 11: 8): a
+"""GET /api/v1/responses/{id}?stream=true&starting_after=N from the stream store: a
 Responses stream started with `X-Resumable: true` is read again by the OpenAI SDK's
 `responses.retrieve(id, stream=True, starting_after=N)` from the gateway's store (by the events' own
 sequence_number, no `id:` lines), on its own process (memory) and on another one (Redis); the mock

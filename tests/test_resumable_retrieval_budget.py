@@ -1,4 +1,4 @@
-"""Resumes and retrievals served from the stream store (issue 19: 5 and "four behaviours"): they take
+"""Resumes and retrievals served from the stream store: they take
 nothing from the key's request rate or concurrency limit, only from a bucket of their own,
 resume_requests_per_minute; past it, 429 with Retry-After. Both limiter backends."""
 

@@ -1,4 +1,4 @@
-"""Readers of resumable streams (issue 19: 4, 11): capped per stream and per key (429 with
+"""Readers of resumable streams: capped per stream and per key (429 with
 Retry-After), one Redis XREAD loop per process however many readers follow a stream there, a full
 Redis pool answered as such, keep-alives counted, and a Last-Event-ID past a finished stream's end
 refused on every process."""

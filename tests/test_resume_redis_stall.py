@@ -1,4 +1,4 @@
-"""A Redis that stalls in the middle of a resumable stream (issue 19: 10): redis-server SIGSTOPped
+"""A Redis that stalls in the middle of a resumable stream: redis-server SIGSTOPped
 while gateway A relays a stream to its own client and gateway B follows it for another client.
 
 While Redis is stopped, B's reader gets keep-alives, and A's client gets the whole stream (A needs

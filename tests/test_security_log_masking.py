@@ -1,4 +1,4 @@
-"""No log line holds a client's key, even one a character away from it (issue 9, point 3).
+"""No log line holds a client's key, even one a character away from it.
 
 The access log used to redact only an exact copy of the request's own key, so a model name equal
 to the key minus one character was logged whole. Now every value a client chooses (model name,

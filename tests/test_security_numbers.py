@@ -1,4 +1,4 @@
-"""NaN, Infinity and numbers too large for a double are a 400 naming the field (issue 9, point 5).
+"""NaN, Infinity and numbers too large for a double are a 400 naming the field.
 
 ujson reads `NaN`, `Infinity`, `-Infinity` and `1e400` as floats. They used to be relayed as invalid
 JSON (`"temperature":NaN`) and to pass the vision temperature range check (NaN < 0 is false). Each

@@ -1,4 +1,4 @@
-"""No client input chooses an upstream path (issue 9, point 1).
+"""No client input chooses an upstream path.
 
 `GET /api/v1/models/{id}` used to put the decoded id into the upstream URL, so
 `..%2f..%2f_mock%2fjournal` read the mock's admin journal with the gateway's key (against xAI,

@@ -1,4 +1,4 @@
-"""The upstream key never reaches a client or the log, whatever the upstream quotes (issue 9, point 2).
+"""The upstream key never reaches a client or the log, whatever the upstream quotes.
 
 A hostile upstream written for the test (tests/security_helpers.py) quotes the Authorization header
 it received (whole, as `Bearer <key>`, a character short, a character changed, JSON-escaped) in
