@@ -1,4 +1,4 @@
-"""Two connection limits of README.md at their edges (raw sockets): exactly `max_header_count`
+"""Two connection limits of docs/configuration.md at their edges (raw sockets): exactly `max_header_count`
 header lines pass and one more is a 431; an idle keep-alive connection is closed by
 `keepalive_timeout`, not by a much longer `header_timeout`."""
 

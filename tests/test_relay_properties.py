@@ -116,7 +116,7 @@ def test_a_multi_line_event_cut_where_its_next_line_looks_like_a_whole_event(rel
 
 
 def test_an_upstream_that_sends_more_after_done_is_let_finish_and_its_connection_reused(relay):
-    """After [DONE] the client's response ends, but the upstream's is read to its end (README: it
+    """After [DONE] the client's response ends, but the upstream's is read to its end (docs/api.md: it
     gets DONE_GRACE to end by itself), so curl keeps the connection for the next request."""
     upstream = relay[0]
     event = b'data: {"id":"a","choices":[]}\n\n'

@@ -1,5 +1,5 @@
 """A GET row of the route table (tornado_grok/routes.py) called with a query string reaches the
-upstream without it (README: "query strings are not forwarded"), seen in the mock's journal."""
+upstream without it (docs/api.md: "query strings are not forwarded"), seen in the mock's journal."""
 
 import uuid
 

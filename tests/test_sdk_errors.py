@@ -1,6 +1,6 @@
 """Errors as the SDKs see them: openai-python, openai-node and LangChain each report the error's
 text and the right status class, streamed or not, and do not retry permanent errors; the seed's own
-requests and curl examples still get the seed's SSE event, byte for byte (README "Errors")."""
+requests and curl examples still get the seed's SSE event, byte for byte (docs/api.md "Errors")."""
 
 import json
 import os

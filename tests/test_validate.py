@@ -111,7 +111,7 @@ def test_numbers_and_choices():
 
 
 def test_a_10_mib_image_reaches_the_upstream_and_one_byte_more_is_413(gateway, headers):
-    """Through the gateway: the limit of README.md ("vision image over 10 MiB: 413"), on decoded bytes."""
+    """Through the gateway: the limit of docs/api.md (`image_too_large`, 413, over `max_image_bytes`: 10 MiB), on decoded bytes."""
     h = dict(headers, Accept="application/json")
     ok = post(gateway.base + "/vision/analyze", {"image_url": data_uri(10 * MIB), "prompt": "What is it?"}, h)
     assert ok.status_code == 200, ok.content[:300]

@@ -39,7 +39,7 @@ def unbound(client: bytes) -> bytes:
 
 def bind(gateway, key: str, kind: str, upstream_id: str) -> str:
     """The id the gateway hands `key` for the upstream's `upstream_id`, computed from the documented
-    form (README, "Tenants"), independently of the gateway's code: the id, a dot, and the first 128 bits
+    form (docs/api.md, "What a key can see"), independently of the gateway's code: the id, a dot, and the first 128 bits
     of HMAC-SHA256(secret, kind NUL sha256(key) NUL upstream NUL id) in lowercase unpadded base32."""
     with open(gateway.id_secret_file) as f:
         secret = bytes.fromhex(f.read().strip())
