@@ -1,8 +1,8 @@
 """No log line holds a client's key, even one a character away from it.
 
-The access log used to redact only an exact copy of the request's own key, so a model name equal
-to the key minus one character was logged whole. Now every value a client chooses (model name,
-path, its own request id, an error text quoting them) is capped and masked: a gateway in front of
+Redacting only an exact copy of the request's own key would log a model name equal to the key
+minus one character whole. Every value a client chooses (model name, path, its own request id, an
+error text quoting them) is capped and masked: a gateway in front of
 the mock gets requests carrying near-copies of two clients' keys in every such place, and its whole
 output holds no piece of 12 or more characters of either key, while ordinary names stay readable.
 """

@@ -1,8 +1,8 @@
 """NaN, Infinity and numbers too large for a double are a 400 naming the field.
 
-ujson reads `NaN`, `Infinity`, `-Infinity` and `1e400` as floats. They used to be relayed as invalid
-JSON (`"temperature":NaN`) and to pass the vision temperature range check (NaN < 0 is false). Each
-literal, in a top-level and in a nested field of chat, vision and image requests, now gets a 400
+ujson reads `NaN`, `Infinity`, `-Infinity` and `1e400` as floats, which would be relayed as invalid
+JSON (`"temperature":NaN`) and pass the vision temperature range check (NaN < 0 is false). Each
+literal, in a top-level and in a nested field of chat, vision and image requests, gets a 400
 whose message names the field, and the mock upstream's journal shows that none was sent on.
 """
 

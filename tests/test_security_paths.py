@@ -1,8 +1,8 @@
 """No client input chooses an upstream path.
 
-`GET /api/v1/models/{id}` used to put the decoded id into the upstream URL, so
-`..%2f..%2f_mock%2fjournal` read the mock's admin journal with the gateway's key (against xAI,
-`..%2fapi-key` would have reached `GET /v1/api-key`). Each attempt below is sent as raw bytes (an
+A decoded id put into the upstream URL as it is would let `GET /api/v1/models/..%2f..%2f_mock%2fjournal`
+read the mock's admin journal with the gateway's key (against xAI, `..%2fapi-key` would reach
+`GET /v1/api-key`). Each attempt below is sent as raw bytes (an
 HTTP client would normalise some of them) to a gateway in front of an upstream that records every
 request line it receives: each gets a 400 (or a 404 when no route matches) and none reaches it.
 """
