@@ -70,6 +70,11 @@ class Call:
         self.entry = mock.journal.add("GRPC", method, self.meta.public(), body, self.test_id)
         remaining = context.time_remaining()  # the call's deadline as it arrived (None: none)
         self.entry["deadline_s"] = round(remaining, 3) if remaining is not None and remaining < 1e9 else None
+        # Every handler says how its call ended before it returns or aborts. A call that is over without
+        # that is one whose client left while a message was being written: grpcio then never resumes
+        # the handler (so its `except CancelledError` does not run) and, seen from here, does not
+        # always report the call as cancelled either. The journal says the client left.
+        context.add_done_callback(lambda _context: self.end("client_closed"))
 
     def end(self, how: str) -> None:
         self.mock.journal.end(self.entry, how)

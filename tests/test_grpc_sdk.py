@@ -244,14 +244,15 @@ def test_access_log_metrics_and_usage(make_gateway):
     chat = sdk(gateway, key, **{"x-mock-scenario": "story", "x-request-id": "grpc-req-1"}).chat.create(model=MODEL)
     chat.append(user(STORY_PROMPT))
     list(chat.stream())
-    usage = requests.get(gateway.url + "/admin/usage", timeout=10,
-                         headers={"Authorization": "Bearer admin-key-for-grpc-tests"}).json()["keys"]["k"]
+    from tests.servers import wait_until
+    # Recorded when the server sees the call end, which may be just after the client saw its last message.
+    usage = wait_until(lambda: requests.get(gateway.url + "/admin/usage", timeout=10, headers={
+        "Authorization": "Bearer admin-key-for-grpc-tests"}).json()["keys"].get("k"), timeout=10)
     assert (usage["requests"], usage["streams"], usage["prompt_tokens"], usage["completion_tokens"]) == (1, 1, 14, 20)
     metrics = requests.get(gateway.url + "/metrics", timeout=10).text
     assert 'tornado_grok_requests_total{endpoint="/xai_api.Chat/GetCompletionChunk",status="OK"} 1.0' in metrics
     assert "tornado_grok_time_to_first_token_seconds_count 1.0" in metrics
     assert 'tornado_grok_streams_total{ended="completed"} 1.0' in metrics
-    from tests.servers import wait_until
     line = json.loads(wait_until(lambda: next((l for l in gateway.stderr.splitlines() if '"grpc-req-1"' in l), None)))
     assert {k: line[k] for k in ("method", "path", "status", "key", "model", "ended", "stream", "events")} == {
         "method": "GRPC", "path": "/xai_api.Chat/GetCompletionChunk", "status": "OK", "key": "k", "model": MODEL,

@@ -11,6 +11,7 @@ costs one concatenation at most, and nothing when no alias or bound id applies.
 """
 
 import logging
+import math
 import os
 import re
 import time
@@ -18,7 +19,7 @@ import time
 import grpc
 import ujson
 
-from . import redact
+from . import redact, usage
 from .accesslog import access_log
 from .errors import GatewayError
 from .grpc_methods import ALLOWED, field_number, string_field
@@ -61,9 +62,33 @@ def usage_dict(usage) -> dict | None:
 
 
 def estimate_usage(call: "GrpcCall") -> dict | None:
-    """The hook for a stream that ended without usage (the tenants issue's estimate): None here, so
-    such a stream is recorded without tokens."""
-    return None
+    """The estimate for a stream that the upstream accepted and that ended without usage (cut by the
+    client, a deadline, a drain or an error mid-stream), as usage.py makes it for HTTP: text at
+    BYTES_PER_TOKEN bytes a token; the prompt's from the request message, the output's from the
+    bytes relayed less each message's envelope, measured once on the last message. None when the
+    upstream never had the request."""
+    if call.upstream_call is None or (call.last is None and call.outcome not in ("client_gone", "drained", "timeout")):
+        return None
+    prompt = min(usage.MAX_TOKENS, math.ceil(call.request_size / usage.BYTES_PER_TOKEN))
+    output = 0
+    if call.last is not None:
+        # The first message carries the role and the ids, the others only their text: the envelope
+        # of each is measured on the first and on the last (with the suffix each got appended).
+        first, last = envelope(call, call.first), envelope(call, call.last)
+        text = call.bytes_out - first - last * (call.events - 1)
+        output = min(usage.MAX_TOKENS, math.ceil(max(0, text) / usage.BYTES_PER_TOKEN))
+    return {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
+            "usage_estimated": True}
+
+
+def envelope(call: "GrpcCall", message: bytes) -> int:
+    """The bytes of a relayed stream message that are not its text (content and reasoning)."""
+    try:
+        decoded = call.method.response.FromString(message)
+        text = sum(len(o.delta.content.encode()) + len(o.delta.reasoning_content.encode()) for o in decoded.outputs)
+    except Exception:  # a message the generated class cannot read: count it all as text
+        text = len(message)
+    return max(0, len(message) + call.suffix_size - text)
 
 
 class GrpcCall:
@@ -71,13 +96,16 @@ class GrpcCall:
 
     __slots__ = ("relay", "method", "path", "context", "started", "request_id", "key", "decision", "model",
                  "asked_model", "events", "bytes_out", "first_event_at", "code", "details", "outcome",
-                 "usage", "error_code", "upstream_call", "metadata", "admitted", "last", "finished", "opened")
+                 "usage", "error_code", "upstream_call", "metadata", "admitted", "last", "finished", "opened",
+                 "request_size", "first", "suffix_size")
 
     def __init__(self, relay, path: str, context):
         self.relay, self.path, self.context = relay, path, context
         self.method = ALLOWED.get(path)
         self.started = time.monotonic()
         self.metadata = {}
+        self.request_size = self.suffix_size = 0
+        self.first = None
         for name, value in context.invocation_metadata() or ():
             if isinstance(value, str):
                 self.metadata.setdefault(name.lower(), value)
@@ -192,6 +220,7 @@ class GrpcRelay:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "the request is larger than the limit of %d bytes"
                           % config.max_body_size, error_code="body_too_large")
         request = self.rewrite_request(call, request)
+        call.request_size = len(request)
         decision = await gateway.limiter.acquire(call.key.name, gateway.limits_for(call.key))
         if not decision.allowed:
             if gateway.metrics is not None:
@@ -278,6 +307,7 @@ class GrpcRelay:
                 if call.last is None:  # the first message: what every message gets appended, decided once
                     suffix = self.stream_suffix(call, message)
                     call.first_event_at = time.monotonic()
+                    call.first, call.suffix_size = message, len(suffix)
                 call.last = message
                 if suffix:
                     message += suffix
@@ -326,12 +356,12 @@ class GrpcRelay:
                 changed = True
         if method.usage:
             holder = message.response if call.path.endswith("GetDeferredCompletion") else message
-            usage = usage_dict(holder.usage)
-            if usage is not None and call.path.endswith("GetDeferredCompletion"):
+            counted = usage.sane(usage_dict(holder.usage))
+            if counted is not None and call.path.endswith("GetDeferredCompletion"):
                 # Charged once, the first time a finished deferred completion is fetched (as REST).
                 if not await self.gateway.accounting.claim("deferred:%s" % call.opened, CHARGED_FOR):
-                    usage = None
-            call.usage = usage
+                    counted = None
+            call.usage = counted
         return message.SerializeToString() if changed else answer
 
     def upstream_error(self, e: grpc.aio.AioRpcError) -> Refused:
@@ -364,9 +394,10 @@ class GrpcRelay:
             call.outcome = "client_gone"
             call.code = grpc.StatusCode.CANCELLED
         method = call.method
-        if call.last is not None and method.stream and method.usage:  # a stream: its last message's usage
-            call.usage = usage_dict(method.response.FromString(call.last).usage)
-            if call.usage is None and call.outcome == "completed":
+        if method is not None and method.stream and method.usage and call.admitted:
+            if call.last is not None:  # a stream: its last message's usage, each count made sane
+                call.usage = usage.sane(usage_dict(method.response.FromString(call.last).usage))
+            if call.usage is None:
                 call.usage = estimate_usage(call)
         gateway = self.gateway
         if call.key is not None and call.admitted:
@@ -418,6 +449,8 @@ class GrpcRelay:
         line["ended"] = call.outcome
         if call.admitted:
             line["usage"] = call.usage
+            if call.usage is not None and call.usage.get("usage_estimated"):
+                line["usage_estimated"] = True
         if call.method is not None and call.method.stream:
             line["stream"] = True
             line["events"] = line["chunks"] = call.events
