@@ -10,6 +10,7 @@ is a field appended to the bytes, which a protobuf parser reads as the field's n
 costs one concatenation at most, and nothing when no alias or bound id applies.
 """
 
+import asyncio
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from . import redact, usage
 from .accesslog import access_log
 from .errors import GatewayError
 from .grpc_methods import ALLOWED, field_number, string_field
+from .grpc_upstreams import classify, metadata_headers
 from .handlers.base import backend_call, release_slot
 from .redact import REDACTED, loggable
 
@@ -97,7 +99,7 @@ class GrpcCall:
     __slots__ = ("relay", "method", "path", "context", "started", "request_id", "key", "decision", "model",
                  "asked_model", "events", "bytes_out", "first_event_at", "code", "details", "outcome",
                  "usage", "error_code", "upstream_call", "metadata", "admitted", "last", "finished", "opened",
-                 "request_size", "first", "suffix_size")
+                 "request_size", "first", "suffix_size", "attempts", "served", "pinned")
 
     def __init__(self, relay, path: str, context):
         self.relay, self.path, self.context = relay, path, context
@@ -116,15 +118,16 @@ class GrpcCall:
         self.first_event_at = self.last = None
         self.admitted = self.finished = False
         self.opened = ""  # the upstream's id behind an id the client gave (a deferred request's)
+        self.attempts = self.served = self.pinned = None  # the walk over the upstreams, the one serving, an id's
         self.code, self.details, self.outcome, self.error_code = grpc.StatusCode.OK, "", None, ""
 
 
 class GrpcRelay:
     """The gateway's gRPC side: `handler()` is the grpcio generic handler for every method."""
 
-    def __init__(self, gateway, channel):
+    def __init__(self, gateway, upstreams):
         self.gateway = gateway
-        self.channel = channel
+        self.upstreams = upstreams  # grpc_upstreams.GrpcUpstreams: the channels, keys and pool view
         self.open_calls = 0
         self._callables: dict = {}
         self._endpoint_labels = set(ALLOWED)
@@ -145,11 +148,12 @@ class GrpcRelay:
 
         return Handler()
 
-    def upstream(self, path: str, stream: bool):
-        found = self._callables.get(path)
+    def upstream(self, upstream, path: str, stream: bool):
+        found = self._callables.get((upstream, path))
         if found is None:
-            make = self.channel.unary_stream if stream else self.channel.unary_unary
-            found = self._callables[path] = make(path)  # bytes in, bytes out
+            channel = self.upstreams.channels[upstream][0]
+            make = channel.unary_stream if stream else channel.unary_unary
+            found = self._callables[(upstream, path)] = make(path)  # bytes in, bytes out
         return found
 
     def begin(self, path: str, context) -> GrpcCall:
@@ -260,17 +264,19 @@ class GrpcRelay:
             given = getattr(message, name)
             if given:
                 try:
-                    call.opened = owner.open(kind, given, "stored completion" if kind != "deferred"
-                                             else "deferred completion", name)
+                    call.opened, upstream = owner.locate(kind, given, "stored completion" if kind != "deferred"
+                                                         else "deferred completion", name)
                 except GatewayError as e:
                     raise refused(e) from None
+                call.pinned = self.upstreams.pool.whole.by_id_name(upstream)  # the object's own upstream
                 setattr(message, name, call.opened)
                 changed = True
         return message.SerializeToString() if changed else request
 
     def upstream_metadata(self, call: GrpcCall) -> list:
         config = self.gateway.config
-        out = [("authorization", "Bearer " + config.upstream_key), ("x-request-id", call.request_id)]
+        key = self.upstreams.channels[call.served][1]
+        out = [("authorization", "Bearer " + key), ("x-request-id", call.request_id)]
         if config.forward_mock_headers:
             out += [(k, v) for k, v in call.metadata.items() if k.startswith("x-mock-")]
         return out
@@ -281,15 +287,54 @@ class GrpcRelay:
         total = self.gateway.config.total_timeout
         return total if remaining is None else max(0.001, min(remaining, total))
 
+    def first_attempt(self, call: GrpcCall):
+        """The upstream of a call's first attempt (the pool's refusal when none can take it)."""
+        if call.pinned is not None and call.pinned not in self.upstreams.channels:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "this id belongs to upstream %r, which has no "
+                          "gRPC address (grpc)" % call.pinned.name, error_code="no_grpc_upstream")
+        if not self.upstreams.pool.upstreams:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "no upstream of this gateway has a gRPC address "
+                          "(grpc)", error_code="no_grpc_upstream")
+        call.attempts = self.upstreams.pool.attempts(call.model, call.pinned, self.timeout(call))
+        try:
+            return call.attempts.first()
+        except GatewayError as e:
+            raise refused(e) from None
+
+    def next_attempt(self, call: GrpcCall, e: grpc.aio.AioRpcError, own_timeout: bool):
+        """After an attempt failed before the client got a message: the next attempt's upstream,
+        or the Refused that answers the client (the upstream's status, or the pool's refusal)."""
+        kind, status = classify(e.code(), e.details(), own_timeout)
+        if kind is None:
+            call.attempts.done(e.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED))
+            return self.upstream_error(e)
+        upstream = call.attempts.failed(kind, status, metadata_headers(e) if status else None)
+        if upstream is None:
+            refusal = call.attempts.refusal()
+            return self.upstream_error(e) if refusal is None else refused(refusal, "upstream_error")
+        return upstream
+
+    def attempt(self, call: GrpcCall, upstream, request: bytes, stream: bool, timeout: float):
+        call.served = upstream
+        call.upstream_call = self.upstream(upstream, call.path, stream)(
+            request, metadata=self.upstream_metadata(call), timeout=timeout)
+        return call.upstream_call
+
     async def relay_unary(self, call: GrpcCall, request: bytes) -> bytes:
         request = await self.admit(call, request)
-        upstream = self.upstream(call.path, False)(
-            request, metadata=self.upstream_metadata(call), timeout=self.timeout(call))
-        call.upstream_call = upstream
-        try:
-            answer = await upstream
-        except grpc.aio.AioRpcError as e:
-            raise self.upstream_error(e) from None
+        upstream = self.first_attempt(call)
+        for _ in range(self.gateway.config.upstream_attempts):
+            left = call.attempts.deadline - time.monotonic()
+            timeout = call.attempts.timeout()
+            try:
+                answer = await self.attempt(call, upstream, request, False, timeout)
+                break
+            except grpc.aio.AioRpcError as e:
+                upstream = self.next_attempt(call, e, timeout < left - 0.001)
+                if isinstance(upstream, Refused):
+                    raise upstream from None
+        else:  # not reached: Attempts stops at upstream_attempts
+            raise Refused(grpc.StatusCode.UNAVAILABLE, "no upstream answered", outcome="upstream_error")
         call.first_event_at = time.monotonic()
         answer = await self.rewrite_answer(call, answer)
         call.events, call.bytes_out, call.outcome = 1, len(answer), "completed"
@@ -298,16 +343,19 @@ class GrpcRelay:
     async def relay_stream(self, call: GrpcCall, request: bytes):
         request = await self.admit(call, request)
         method = call.method
-        upstream = self.upstream(call.path, True)(
-            request, metadata=self.upstream_metadata(call), timeout=self.timeout(call))
-        call.upstream_call = upstream  # finish() cancels it when the client leaves
-        suffix = b""
+        first, messages = await self.first_message(call, request)  # finish() cancels the call when the client leaves
+        if first is None:  # the upstream ended the stream without a message
+            call.outcome = "completed"
+            return
+        # The first message: what every message gets appended is decided once.
+        suffix = self.stream_suffix(call, first)
+        call.first_event_at = time.monotonic()
+        call.first = call.last = first
+        call.suffix_size = len(suffix)
+        call.events, call.bytes_out = 1, len(first + suffix)
+        yield first + suffix
         try:
-            async for message in upstream:
-                if call.last is None:  # the first message: what every message gets appended, decided once
-                    suffix = self.stream_suffix(call, message)
-                    call.first_event_at = time.monotonic()
-                    call.first, call.suffix_size = message, len(suffix)
+            async for message in messages:
                 call.last = message
                 if suffix:
                     message += suffix
@@ -317,6 +365,36 @@ class GrpcRelay:
         except grpc.aio.AioRpcError as e:
             raise self.upstream_error(e) from None
         call.outcome = "completed"
+
+    async def first_message(self, call: GrpcCall, request: bytes):
+        """The attempts of a stream until one sends its first message (the failover of
+        grpc_upstreams.py, a first message overdue by failover_first_event_timeout included);
+        returns (that first message, or None for a stream that ended without one; the rest)."""
+        limit = self.gateway.config.failover_first_event_timeout
+        upstream = self.first_attempt(call)
+        attempts = call.attempts
+        for _ in range(self.gateway.config.upstream_attempts):
+            now = time.monotonic()
+            wait = limit if limit > 0 and attempts.can_go_on(now) and \
+                attempts.pool.has_next(attempts.model, attempts.tried, now) else None
+            messages = self.attempt(call, upstream, request, True, max(0.001, attempts.deadline - now)).__aiter__()
+            try:
+                first = await asyncio.wait_for(messages.__anext__(), wait)
+            except StopAsyncIteration:
+                return None, messages
+            except asyncio.TimeoutError:
+                call.upstream_call.cancel()
+                upstream = attempts.failed("first_event_timeout", 0, None)
+                if upstream is None:  # not reached: wait is set only when another upstream is there
+                    raise Refused(grpc.StatusCode.UNAVAILABLE, "no upstream answered", outcome="upstream_error")
+                continue
+            except grpc.aio.AioRpcError as e:
+                upstream = self.next_attempt(call, e, False)
+                if isinstance(upstream, Refused):
+                    raise upstream from None
+                continue
+            return first, messages
+        raise Refused(grpc.StatusCode.UNAVAILABLE, "no upstream answered", outcome="upstream_error")
 
     def stream_suffix(self, call: GrpcCall, first: bytes) -> bytes:
         """The fields put back on each message of a stream: the client's model name, its bound id."""
@@ -328,6 +406,7 @@ class GrpcRelay:
             upstream_id = getattr(method.response.FromString(first), name)
             if upstream_id:
                 owner = self.gateway.ownership.owner(call.key.digest)
+                owner.upstream = call.served.id_name
                 suffix += string_field(field_number(method.response, name), owner.issue(kind, upstream_id))
         return suffix
 
@@ -350,6 +429,7 @@ class GrpcRelay:
         if renamed and "name" in method.response.DESCRIPTOR.fields_by_name:
             message.name, changed = call.asked_model, True
         owner = self.gateway.ownership.owner(call.key.digest)
+        owner.upstream = call.served.id_name
         for name, kind in method.issues:
             if getattr(message, name):
                 setattr(message, name, owner.issue(kind, getattr(message, name)))
@@ -390,6 +470,8 @@ class GrpcRelay:
         self.open_calls -= 1
         if call.upstream_call is not None and not call.upstream_call.done():
             call.upstream_call.cancel()  # the client left, or its deadline passed: stop the upstream now
+        if call.attempts is not None:  # its upstream's in-flight count; an answer closes its circuit
+            call.attempts.done(call.first_event_at is not None)
         if call.outcome is None:
             call.outcome = "client_gone"
             call.code = grpc.StatusCode.CANCELLED
@@ -444,6 +526,10 @@ class GrpcRelay:
                 "status": call.code.name, "duration_ms": round(1000 * (time.monotonic() - call.started), 2)}
         if call.key is not None:
             line["key"] = call.key.name
+        if call.served is not None:
+            line["upstream"] = call.served.name
+            if call.attempts.failovers:
+                line["failovers"] = call.attempts.failovers
         if call.asked_model:
             line["model"] = loggable(call.asked_model, secrets)
         line["ended"] = call.outcome
@@ -465,3 +551,4 @@ class GrpcRelay:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         access_log.write(text)
+

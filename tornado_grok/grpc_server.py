@@ -1,5 +1,6 @@
 """The gRPC listener: grpcio's asyncio server on the loop Tornado runs on, relaying xAI's gRPC API
-(grpc_relay.py) to the upstream channel (`grpc_upstream`, TLS unless `grpc_upstream_tls = false`).
+(grpc_relay.py) to the upstream channels: `grpc_upstream` (TLS unless `grpc_upstream_tls = false`),
+or each `[[upstreams]]` entry's `grpc` address (grpc_upstreams.py).
 
 Plaintext HTTP/2 unless `grpc_tls_cert` and `grpc_tls_key` name a certificate and its key. With
 `--workers N` every worker listens on the same port (SO_REUSEPORT, `grpc.so_reuseport`), as the
@@ -11,6 +12,7 @@ import grpc
 
 from .config import Config, ConfigError
 from .grpc_relay import GrpcRelay
+from .grpc_upstreams import GrpcUpstreams
 
 MIB = 1 << 20
 # As xai-sdk's own channel: messages up to 20 MiB (images), keep-alive pings.
@@ -33,15 +35,15 @@ SERVER_OPTIONS = [
 
 
 class GrpcListener:
-    """The server, its relay and the upstream channel of one gateway process."""
+    """The server, its relay and the upstream channels of one gateway process."""
 
-    def __init__(self, server, relay: GrpcRelay, channel, port: int):
-        self.server, self.relay, self.channel, self.port = server, relay, channel, port
+    def __init__(self, server, relay: GrpcRelay, upstreams: GrpcUpstreams, port: int):
+        self.server, self.relay, self.upstreams, self.port = server, relay, upstreams, port
 
     async def stop(self, grace: float) -> None:
         """No new calls; those in flight get `grace` seconds, then are cancelled."""
         await self.server.stop(grace)
-        await self.channel.close()
+        await self.upstreams.close()
 
 
 def grpc_port(config: Config, http_port: int) -> int:
@@ -52,10 +54,10 @@ def grpc_port(config: Config, http_port: int) -> int:
     return http_port + 1 if config.port else 0
 
 
-def upstream_channel(config: Config):
-    if config.grpc_upstream_tls:
-        return grpc.aio.secure_channel(config.grpc_upstream, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(config.grpc_upstream, options=CHANNEL_OPTIONS)
+def upstream_channel(address: str, tls: bool):
+    if tls:
+        return grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
 def server_credentials(config: Config):
@@ -73,8 +75,8 @@ def server_credentials(config: Config):
 
 async def start(config: Config, gateway, http_port: int) -> GrpcListener:
     """Listens for gRPC on (host, port) in this process's running loop; ConfigError if it cannot."""
-    channel = upstream_channel(config)
-    relay = GrpcRelay(gateway, channel)
+    upstreams = GrpcUpstreams(config, gateway.upstreams, upstream_channel)
+    relay = GrpcRelay(gateway, upstreams)
     reuse = 1 if config.workers > 1 else 0
     server = grpc.aio.server(options=SERVER_OPTIONS + [("grpc.so_reuseport", reuse)])
     server.add_generic_rpc_handlers((relay.handler(),))
@@ -87,8 +89,8 @@ async def start(config: Config, gateway, http_port: int) -> GrpcListener:
         port = 0
     if not port:  # one line at start, as for a bad setting (a supervisor does not respawn it)
         await server.stop(None)
-        await channel.close()
+        await upstreams.close()
         raise ConfigError("cannot listen for gRPC on %s (in use?): set grpc_port (--grpc-port), or "
                           "grpc_enabled = false" % address)
     await server.start()
-    return GrpcListener(server, relay, channel, port)
+    return GrpcListener(server, relay, upstreams, port)

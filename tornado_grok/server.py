@@ -86,7 +86,8 @@ async def serve(config: Config, sockets=None) -> int:
             if mock_grpc is not None:  # stopped on this loop, not by grpcio after the loop is gone
                 await mock_grpc.stop(None)
             raise
-        say("gRPC listening on %s:%d (upstream %s)" % (config.host, grpc_listener.port, config.grpc_upstream))
+        say("gRPC listening on %s:%d (upstream %s)" % (config.host, grpc_listener.port,
+                                                        grpc_listener.upstreams.addresses(config)))
     banner(config, sockets[0].getsockname()[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

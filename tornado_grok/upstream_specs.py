@@ -9,7 +9,8 @@ import re
 import stat
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-FIELDS = ("name", "url", "key_env", "key_file", "weight", "max_concurrent", "models")
+FIELDS = ("name", "url", "key_env", "key_file", "weight", "max_concurrent", "models", "grpc", "grpc_tls")
+GRPC_ADDRESS = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")  # ASCII digits only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +23,8 @@ class UpstreamSpec:
     weight: float = 1.0
     max_concurrent: int = 0  # 0: no cap of its own
     models: tuple = ()  # empty: every model
+    grpc: str = ""  # its gRPC address, host:port; "": not used for gRPC calls (grpc_upstreams.py)
+    grpc_tls: bool = True
 
 
 def parse(items, environ) -> tuple:
@@ -62,7 +65,14 @@ def _spec(item: dict, name: str, where: str, environ) -> UpstreamSpec:
     models = item.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
         raise ValueError("%s: models must be a list of model names" % where)
-    return UpstreamSpec(name, url.rstrip("/"), _key(item, where, environ), float(weight), cap, tuple(models))
+    grpc_address, grpc_tls = item.get("grpc", ""), item.get("grpc_tls", True)
+    port = GRPC_ADDRESS.match(grpc_address) if isinstance(grpc_address, str) else None
+    if grpc_address != "" and (port is None or not 0 < int(port.group(1)) < 65536):
+        raise ValueError("%s: grpc must be host:port (api.x.ai:443)" % where)
+    if not isinstance(grpc_tls, bool):
+        raise ValueError("%s: grpc_tls must be true or false" % where)
+    return UpstreamSpec(name, url.rstrip("/"), _key(item, where, environ), float(weight), cap, tuple(models),
+                        grpc_address, grpc_tls)
 
 
 def _key(item: dict, where: str, environ) -> str:
