@@ -89,3 +89,25 @@ def bench_key(root: str, work: str) -> tuple:
     env = dict(os.environ, TG_ACCESS_LOG="false", PYTHONUNBUFFERED="1")
     env.pop("XAI_API_KEY", None)
     return key, env
+
+
+def start_redis(port: int, procs: list, *options: str):
+    """A redis-server on 127.0.0.1:port with no persistence (and `options`, e.g. "--maxclients",
+    "10000"), added to procs (stop_all ends it): (its process, a redis-py client), once it answers a
+    PING (10 s at most)."""
+    import time
+
+    import redis
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--loglevel", "warning", *options], stdout=subprocess.DEVNULL)
+    procs.append(proc)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return proc, client
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)  # waiting for redis-server to listen

@@ -25,14 +25,13 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.procstats import bench_key, drive, stop_all  # noqa: E402
+from bench.procstats import bench_key, drive, start_redis, stop_all  # noqa: E402
 from bench.responses_vs_chat import ROOT, cpu_seconds, start  # noqa: E402
 
 
@@ -104,26 +103,13 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--resumes", type=int, default=100, help="streams dropped and resumed per backend")
     args = p.parse_args()
-    import redis
     work = tempfile.mkdtemp(prefix="resumable-bench-")
     key, env = bench_key(ROOT, work)
     keys = os.path.join(work, "keys.json")
     redis_port = free_port()
     procs = []
     try:
-        rs = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--loglevel", "warning"], stdout=subprocess.DEVNULL)
-        procs.append(rs)
-        client = redis.Redis(port=redis_port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)  # waiting for redis-server to listen
+        rs, client = start_redis(redis_port, procs)
         mock, mock_port = start([sys.executable, "-m", "mock_upstream", "--port", "0", "--speed", "0"], env)
         procs.append(mock)
         upstream = ["--upstream-url", "http://127.0.0.1:%d/v1" % mock_port, "--keys-file", keys]

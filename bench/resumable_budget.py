@@ -38,7 +38,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.procstats import debug_state, drive, rss_kib, stop_all  # noqa: E402
+from bench.procstats import debug_state, drive, rss_kib, start_redis, stop_all  # noqa: E402
 from bench.responses_vs_chat import ROOT, start  # noqa: E402
 from bench.resumable import free_port  # noqa: E402
 
@@ -144,7 +144,6 @@ def main() -> int:
     p.add_argument("--unbudgeted", action="store_true", help="budgets of 1 TiB (too large to matter)")
     p.add_argument("--store", choices=("memory", "redis", "both"), default="both")
     args = p.parse_args()
-    import redis
     work = tempfile.mkdtemp(prefix="resumable-budget-")
     keys_file = os.path.join(work, "keys.json")
     keys = add_keys(keys_file, args.keys)
@@ -153,19 +152,7 @@ def main() -> int:
     redis_port = free_port()
     procs = []
     try:
-        rs = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--loglevel", "warning"], stdout=subprocess.DEVNULL)
-        procs.append(rs)
-        client = redis.Redis(port=redis_port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)  # waiting for redis-server to listen
+        rs, client = start_redis(redis_port, procs)
         mock, mock_port = start([sys.executable, "-m", "mock_upstream", "--port", "0", "--speed", "0"], env)
         procs.append(mock)
         upstream = ["--upstream-url", "http://127.0.0.1:%d/v1" % mock_port, "--keys-file", keys_file]

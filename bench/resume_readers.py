@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.procstats import stop_all  # noqa: E402
+from bench.procstats import start_redis, stop_all  # noqa: E402
 from bench.resumable import free_port, percentile  # noqa: E402
 from bench.responses_vs_chat import ROOT, cpu_seconds, start  # noqa: E402
 
@@ -82,7 +82,6 @@ def main() -> int:
     p.add_argument("--per-key", type=int, help="resume_readers_per_key (default: the gateway's)")
     p.add_argument("--root", default=ROOT, help="the checkout whose gateway runs")
     args = p.parse_args()
-    import redis
     work = tempfile.mkdtemp(prefix="resume-readers-bench-")
     keys = os.path.join(work, "keys.json")
     key = subprocess.run([sys.executable, "run.py", "keys", "add", "one", "--keys-file", keys, "--concurrency", "1",
@@ -92,20 +91,7 @@ def main() -> int:
     redis_port = free_port()
     procs = []
     try:
-        rs = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--loglevel", "warning", "--maxclients", "10000"],
-                              stdout=subprocess.DEVNULL)
-        procs.append(rs)
-        client = redis.Redis(port=redis_port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)  # waiting for redis-server to listen
+        rs, client = start_redis(redis_port, procs, "--maxclients", "10000")
         mock, mock_port = start([sys.executable, "-m", "mock_upstream", "--port", "0", "--speed", "1"], env, args.root)
         procs.append(mock)
         genv = dict(env, XAI_API_KEY="bench-upstream-key", TG_FORWARD_MOCK_HEADERS="true", TG_STREAM_STORE="redis",

@@ -16,15 +16,11 @@ from xai_sdk.proto import chat_pb2, chat_pb2_grpc, deferred_pb2
 
 from tests import hardening_helpers as hh
 from tests import upstreams_helpers as uh
-from tests.mock_helpers import start_mock
 
 
 @pytest.fixture(scope="module")
 def mocks():
-    started = {name: start_mock("--speed", "0", "--require-key", uh.KEYS[name]) for name in ("a", "b")}
-    yield started
-    for m in started.values():
-        m.stop()
+    yield from uh.two_mocks()
 
 
 def grpc_upstream(name, mock, grpc_address=None, **fields):

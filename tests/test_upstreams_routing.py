@@ -20,15 +20,11 @@ import requests
 
 from tests import servers
 from tests import upstreams_helpers as uh
-from tests.mock_helpers import start_mock
 
 
 @pytest.fixture(scope="module")
 def mocks():
-    started = {name: start_mock("--speed", "0", "--require-key", uh.KEYS[name]) for name in ("a", "b")}
-    yield started
-    for m in started.values():
-        m.stop()
+    yield from uh.two_mocks()
 
 
 def new_test_id() -> str:

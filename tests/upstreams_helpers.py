@@ -18,6 +18,7 @@ import uuid
 import requests
 
 from tests import servers
+from tests.mock_helpers import start_mock
 
 KEYS = {name: "xai-%s-%s-key" % (name, uuid.uuid4().hex) for name in ("a", "b", "c")}
 KEY_ENV = {name: "TG_TEST_UPSTREAM_KEY_" + name.upper() for name in KEYS}
@@ -108,3 +109,12 @@ def stream_text(body: bytes) -> str:
                 text.append((choice.get("delta") or {}).get("content") or "")
     return "".join(text)
 
+
+
+def two_mocks():
+    """Mocks "a" and "b", each requiring its own key (KEYS): a module fixture's body
+    (`yield from two_mocks()`), stopped after the module."""
+    started = {name: start_mock("--speed", "0", "--require-key", KEYS[name]) for name in ("a", "b")}
+    yield started
+    for m in started.values():
+        m.stop()
