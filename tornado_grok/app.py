@@ -8,7 +8,8 @@ from .accesslog import access_log
 from .config import Config
 from .gateway import Gateway
 from .handlers import admin, chat, health, images, models, passthrough, responses, streams, vision
-from .handlers.base import PEEK_BYTES, APIHandler, NotFoundHandler, RefusedHandler, TooLargeHandler, screen
+from .handlers.base import APIHandler
+from .handlers.screening import PEEK_BYTES, NotFoundHandler, RefusedHandler, TooLargeHandler, screen
 from .metrics import endpoint_label
 from .redact import REDACTED, loggable
 

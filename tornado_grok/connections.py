@@ -118,7 +118,7 @@ class _Connection(HTTP1Connection):
         length = headers.get("Content-Length")
         if length is not None:
             # Screened here, for every path: tornado's own check comes after the app has routed
-            # the request (app.py, handlers/base.py read the length too).
+            # the request (app.py, handlers/screening.py read the length too).
             try:
                 validate.content_length(length)
             except GatewayError as e:

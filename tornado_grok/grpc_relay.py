@@ -25,7 +25,7 @@ from .accesslog import access_log
 from .errors import GatewayError
 from .grpc_methods import ALLOWED, field_number, string_field
 from .grpc_upstreams import classify, metadata_headers
-from .handlers.base import backend_call, release_slot
+from .handlers.backend_calls import backend_call, release_slot
 from .redact import REDACTED, loggable
 
 log = logging.getLogger("tornado_grok")

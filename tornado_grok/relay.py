@@ -346,7 +346,7 @@ class StreamRelay:
         if not self.headers_sent:
             self.headers_sent = True
             self.handler.set_status(err.status)
-            # The error's own status and body: JSON, or a chat stream request's seed event (base.py).
+            # The error's own status and body: JSON, or a chat stream request's seed event (render_error).
             self.handler.write(self.handler.render_error(err))
         else:
             self.handler.write(self.dialect.error_event(err, self))

@@ -1,5 +1,7 @@
-"""The base of every /api/v1 handler: request id, body reading with its size limit, auth, limits,
-the one place error bodies are rendered (write_error), and the access-log fields."""
+"""The core of every /api/v1 handler: BaseHandler (request id, sticky and CORS headers, the CORS
+preflight, JSON answers) and APIHandler (body -> auth -> limits -> the endpoint's work, the whole
+upstream call, accounting and the freeing of its slot); the screening, the error rendering and the
+body checks they use live in the modules named for them."""
 
 import os
 import re
@@ -7,26 +9,24 @@ import time
 
 import ujson
 from tornado import web
-from tornado.ioloop import IOLoop
 
-from .. import errors, validate
+from .. import errors
 from ..errors import GatewayError
 from ..upstream import curl_errno
 from ..usage import settle
-from ..upstreams import classify
+from .backend_calls import backend_call, release_slot
+from .error_rendering import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE, ErrorRendering
+from .json_body import _too_large, json_object
+from .whole_fetch import fetch_whole
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_MAYBE_NON_FINITE = re.compile(rb"NaN|Infinity|[eE]\+?[0-9]{3}|[0-9]{309}")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 def dumps(obj) -> bytes:
     return errors.json_bytes(obj)
 
 
-class BaseHandler(web.RequestHandler):
+class BaseHandler(ErrorRendering, web.RequestHandler):
     """Request id on every response, JSON errors, no tracebacks; dependencies come from initialize."""
 
     def initialize(self, gateway) -> None:
@@ -78,37 +78,6 @@ class BaseHandler(web.RequestHandler):
     def compute_etag(self):
         return None
 
-    def write_error(self, status_code: int, **kwargs) -> None:
-        err = _as_gateway_error(self, status_code, kwargs.get("exc_info"))
-        self.gateway_error = err  # for the access log and metrics
-        if err.status != status_code:
-            self.set_status(err.status)
-        self.finish(self.render_error(err))
-
-    def render_error(self, err: GatewayError) -> bytes:
-        """Sets an error's headers and content type before anything was sent; returns its body.
-
-        A stream request's error is the seed's SSE event, except for a client whose Accept is only
-        application/json (the OpenAI SDKs, LangChain): they show the text of a JSON error body
-        and nothing of an event stream under an error status (README "Errors").
-        """
-        for name, value in err.headers.items():
-            self.set_header(name, value)
-        if self.wants_sse and not _json_only(self.request.headers.get("Accept")):
-            self.set_sse_headers()
-            return err.sse_event(self.config.sse_error_format == "openai")
-        self.set_header("Content-Type", JSON_CONTENT_TYPE)
-        return err.json_body()
-
-    def allowed_methods(self) -> list:
-        """The methods this path answers (the Allow header of a 405)."""
-        return [m for m in self.SUPPORTED_METHODS if m != "OPTIONS"
-                and getattr(type(self), m.lower()) is not getattr(web.RequestHandler, m.lower(), None)]
-
-    def method_not_allowed(self) -> GatewayError:
-        return GatewayError(405, "method %s is not allowed on %s" % (self.request.method, self.request.path),
-                            code="method_not_allowed", headers={"Allow": ", ".join(self.allowed_methods())})
-
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, web.HTTPError):
             return  # an answered client error, not a fault of ours
@@ -125,26 +94,6 @@ class BaseHandler(web.RequestHandler):
         stream = getattr(self.request.connection, "stream", None)
         buffer = stream._write_buffer if stream is not None else None
         return len(buffer) if buffer is not None else 0
-
-
-def _json_only(accept: str | None) -> bool:
-    """Whether an Accept header names application/json and nothing else (parameters aside)."""
-    return bool(accept) and "," not in accept and accept.split(";", 1)[0].strip().lower() == "application/json"
-
-
-def _as_gateway_error(handler, status_code: int, exc_info) -> GatewayError:
-    exc = exc_info[1] if exc_info else None
-    if isinstance(exc, GatewayError):
-        return exc
-    if status_code == 405:
-        return handler.method_not_allowed()
-    if status_code == 404:
-        return GatewayError(404, "no such endpoint: %s %s" % (handler.request.method, handler.request.path),
-                            code="not_found")
-    if isinstance(exc, web.HTTPError) and status_code < 500:
-        return GatewayError(status_code, exc.log_message or exc.reason or "bad request", code="bad_request")
-    return GatewayError(500, "internal error (request %s)" % handler.request_id, code="internal_error",
-                        kind="api_error")
 
 
 class APIHandler(BaseHandler):
@@ -174,29 +123,8 @@ class APIHandler(BaseHandler):
             web.RequestHandler, name, None)
 
     def json_body(self) -> dict:
-        """The request body as a JSON object, or a 400/413 that names the problem."""
-        raw = self.request.body
-        if not raw.strip():
-            raise GatewayError(400, "the request body is empty; send a JSON object", code="invalid_json")
-        try:
-            body = ujson.loads(raw)
-        except (ValueError, OverflowError) as e:
-            raise GatewayError(400, "the request body is not valid JSON (%s)" % e, code="invalid_json")
-        if not isinstance(body, dict):
-            raise GatewayError(400, "the request body must be a JSON object, not %s" % _json_type(body),
-                               code="invalid_json")
-        if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
-            raise GatewayError(400, "the request body has a lone UTF-16 surrogate escape (\\ud800-\\udfff): "
-                               "not valid Unicode", code="invalid_json")
-        # Only a NaN/Infinity literal, a 3-digit exponent or 309+ digits can parse as a non-finite
-        # float: one C-level scan of the bytes decides whether the walk over the parsed body is needed.
-        where = _non_finite(body) if _MAYBE_NON_FINITE.search(raw) else None
-        if where is not None:
-            # ujson reads NaN, Infinity and 1e400 as floats; relayed, they would be invalid JSON
-            # ("temperature":NaN) and they pass every range check (NaN < 0 is false).
-            raise GatewayError(400, "field '%s' is not a finite number (NaN, Infinity and numbers too large "
-                               "for a double are not JSON)" % where, code="invalid_number")
-        return body
+        """The request body as a JSON object, or a 400 that names the problem (json_body.py)."""
+        return json_object(self.request.body)
 
     async def begin(self) -> dict:
         """Reads the JSON body, then admits the request; auth and limit errors come before body errors."""
@@ -349,225 +277,8 @@ class APIHandler(BaseHandler):
         return decision
 
 
-async def fetch_whole(handler, method: str, path: str, data: bytes | None, query, model, budget: float):
-    """The attempts of one whole (non-streamed) upstream call: the next upstream after a failure that
-    another one may answer differently (upstreams.classify), at most upstream_attempts, within
-    `budget` seconds in all. Returns the last attempt's response; handler.upstream_call is its call."""
-    attempts = handler.gateway.upstreams.attempts(model, getattr(handler, "pinned", None), budget)
-    upstream = attempts.first()
-    ok = False
-    try:
-        while True:
-            handler.served(upstream)
-            call = handler.upstream_call = handler.gateway.upstream.start(
-                method, path, data, timeout=attempts.timeout(), extra_headers=handler.forward_headers(),
-                query=query, target=upstream.target)
-            response = await call.response()
-            status = response.code if response.code != 599 else call.status
-            kind = classify(status, curl_errno(response), call.cancelled)
-            if kind is None:
-                ok = response.code < 500
-                return response
-            upstream = attempts.failed(kind, status, call.headers() if status else None)
-            if upstream is None:
-                refusal = attempts.refusal()
-                if refusal is not None:
-                    raise refusal
-                return response
-            handler.log_fields["failovers"] = attempts.failovers
-    finally:
-        attempts.done(ok)
-
-
-def release_slot(gateway, decision) -> None:
-    """Frees a request's concurrency slot (the gateway's in-flight count and the limiter's lease)."""
-    if decision is not None:
-        gateway.request_finished()
-        if decision.lease is not None:
-            backend_call(gateway.limiter, "release", decision)
-
-
-def backend_call(backend, name: str, *args) -> None:
-    """Calls a limiter or accounting method off the response path: an in-process backend's `<name>_now`
-    at once (no task per call), else the async `<name>` on the IOLoop."""
-    now = getattr(backend, name + "_now", None)
-    if now is not None:
-        now(*args)
-    else:
-        IOLoop.current().add_callback(getattr(backend, name), *args)
-
-
 class _ClientGone(web.HTTPError):
     """The client left while its request was upstream; there is nobody to answer."""
 
     def __init__(self):
         super().__init__(499, reason="Client Closed Request")
-
-
-def _too_large(limit: int) -> GatewayError:
-    return GatewayError(413, "the request body is larger than the limit of %d bytes" % limit,
-                        code="body_too_large")
-
-
-def _lone_surrogate(body: dict) -> bool:
-    """Whether a string of the parsed body holds half a surrogate pair (pairs decode to one character)."""
-    try:
-        ujson.dumps(body, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _non_finite(body: dict) -> str | None:
-    """Where the parsed body holds a NaN or an infinity (as `messages[0].temperature`), else None.
-
-    One walk over the parsed containers, linear in what the parser already built (a stack, not
-    recursion: ujson nests up to 1024 deep); the path is worked out only when there is one to name.
-    """
-    stack = [body]
-    pop, push = stack.pop, stack.append
-    while stack:
-        value = pop()
-        for item in (value.values() if type(value) is dict else value):
-            kind = type(item)
-            if kind is dict or kind is list:
-                push(item)
-            elif kind is float and item - item != 0.0:  # inf - inf and nan - nan are NaN
-                return _path_of(body, item)
-    return None
-
-
-def _path_of(body: dict, target: float) -> str:
-    """The path of the value `target` (by identity) in body, as error messages name fields."""
-    stack = [(body, "")]
-    while stack:
-        value, path = stack.pop()
-        for name, item in (value.items() if type(value) is dict else enumerate(value)):
-            if type(name) is int:
-                where = "%s[%d]" % (path, name)
-            else:
-                where = (path + "." if path else "") + (name if len(name) <= 64 else name[:64] + "...")
-            if item is target:
-                return where
-            if type(item) is dict or type(item) is list:
-                stack.append((item, where))
-    return "(the body)"
-
-
-def _overloaded(cap: str) -> GatewayError:
-    return GatewayError(503, "the gateway is at capacity (%s); retry shortly" % cap, code="overloaded",
-                        headers={"Retry-After": "1"})
-
-
-def _json_type(value) -> str:
-    return {list: "an array", str: "a string", int: "a number", float: "a number",
-            bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-@web.stream_request_body
-class TooLargeHandler(BaseHandler):
-    """A request whose body is over its limit (max_body_size by default): 413 before it is read."""
-
-    def initialize(self, gateway, limit: int | None = None) -> None:
-        super().initialize(gateway)
-        self.limit = limit
-
-    def prepare(self) -> None:
-        raise _too_large(self.config.max_body_size if self.limit is None else self.limit)
-
-    def data_received(self, chunk: bytes) -> None:
-        pass
-
-
-@web.stream_request_body
-class NotFoundHandler(BaseHandler):
-    """Unknown paths: a JSON 404, whatever the method, without reading a body."""
-
-    def prepare(self) -> None:
-        raise GatewayError(404, "no such endpoint: %s %s" % (self.request.method, self.request.path),
-                           code="not_found")
-
-    def data_received(self, chunk: bytes) -> None:
-        pass
-
-
-# A 401 whose body is this small and already on its way is read, so that the error takes the form
-# the body asks for (a `"stream": true` request gets the seed's SSE event for a bad key).
-PEEK_BYTES = 64 * 1024
-
-
-def screen(gateway, request) -> GatewayError | None:
-    """Checks a /api/v1 request from its head alone: draining, the connection cap, the key, the
-    declared length, the upstream cap. Returns the refusal, or None after putting the key on
-    `request.client_key` (so the handler does not authenticate again)."""
-    if gateway.draining:
-        return errors.draining()
-    admitted = getattr(request.connection, "admitted", None)
-    if admitted is not None and not admitted():
-        request.connection.close_after_response()
-        return _overloaded_now(gateway, "max_connections")
-    try:
-        request.client_key = gateway.keys.authenticate(request.headers.get("Authorization"))
-    except GatewayError as e:
-        return e
-    length = request.headers.get("Content-Length")
-    if length and (validate.ascii_digits(length, validate.CONTENT_LENGTH_DIGITS) or 0) > gateway.config.max_body_size:
-        return _too_large(gateway.config.max_body_size)
-    if len(gateway.upstream.active) >= gateway.config.max_upstream:
-        return _overloaded_now(gateway, "max_upstream")
-    return None
-
-
-def _overloaded_now(gateway, cap: str) -> GatewayError:
-    if gateway.metrics is not None:
-        gateway.metrics.overload(cap)
-    return _overloaded(cap)
-
-
-@web.stream_request_body
-class RefusedHandler(BaseHandler):
-    """A /api/v1 request refused by screen(): answered before its body is read.
-
-    For a 401 only (the seed's own example of an SSE error), a small body sent without `Expect:
-    100-continue` is read (up to PEEK_BYTES, one JSON load) to give a stream request the SSE form;
-    every other refusal is JSON at once (as caps and draining always were), and tornado closes the
-    connection after it instead of reading the body.
-    """
-
-    def initialize(self, gateway, error: GatewayError, answers_sse) -> None:
-        super().initialize(gateway)
-        self.error = error
-        self.answers_sse = answers_sse
-        self.chunks: list[bytes] = []
-
-    def prepare(self) -> None:
-        headers = self.request.headers
-        length = headers.get("Content-Length", "")
-        if "Transfer-Encoding" not in headers and length in ("", "0"):
-            return  # no body to avoid reading: answer in the method, and keep the connection open
-        if (self.error.status != 401 or self.request.method != "POST" or "Expect" in headers
-                or "Transfer-Encoding" in headers
-                or (validate.ascii_digits(length, validate.CONTENT_LENGTH_DIGITS) or PEEK_BYTES + 1) > PEEK_BYTES
-                or self.answers_sse is APIHandler.answers_sse):
-            raise self.error
-
-    def data_received(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-
-    def error_outcome(self) -> str:
-        """How it ended, for the access log (as APIHandler.error_outcome)."""
-        return "drained" if self.error.code == "draining" else "rejected"
-
-    def get(self, *args) -> None:
-        raise self.error
-
-    delete = head = put = patch = get
-
-    def post(self, *args) -> None:
-        try:
-            body = ujson.loads(b"".join(self.chunks))
-        except (ValueError, OverflowError):
-            body = None
-        if isinstance(body, dict):
-            self.wants_sse = self.answers_sse(body, self.config)
-        raise self.error

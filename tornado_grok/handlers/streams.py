@@ -15,7 +15,8 @@ from ..errors import GatewayError
 from ..ratelimit import Limits
 from ..relay import StreamRelay
 from ..resumable import ResumableRelay, StreamReader, dialect_name, not_resumable
-from .base import BaseHandler, backend_call, release_slot
+from .backend_calls import backend_call, release_slot
+from .base import BaseHandler
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
