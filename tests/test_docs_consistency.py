@@ -348,8 +348,8 @@ def test_the_error_codes_are_read_from_the_source():
     assert codes["invalid_json"] == {400}
     assert codes["missing_field"] == {400} and codes["invalid_field"] == {400}  # validate.bad
     assert codes["invalid_api_key"] == {401}  # auth._unauthorized
-    assert codes["stream_cancelled"] == {410}  # resumable.gone
-    assert codes["stream_not_resumable"] == {410}  # resumable.not_resumable
+    assert codes["stream_cancelled"] == {410}  # stored_stream.gone
+    assert codes["stream_not_resumable"] == {410}  # stored_stream.not_resumable
     assert codes["upstream_<#status>"] == {None, 502}  # errors.from_upstream: a 4xx's own status, or 502
     assert "timeout_<which>" in codes  # errors.timeout, called with the sweep's verdict
     assert codes["bad_request"] == {None}  # a tornado HTTPError's own status

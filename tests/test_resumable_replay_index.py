@@ -16,7 +16,7 @@ from tests import resumable_helpers as rh
 from tests import servers
 from tests.redis_server import skip_unless_available
 from tests.wire import SEED_MODEL, SEED_PROMPT, bind
-from tornado_grok import resumable
+from tornado_grok import resumable_readers, resumable_relay, stored_stream
 from tornado_grok.config import Config
 
 BODY = {"model": SEED_MODEL, "input": SEED_PROMPT, "stream": True}
@@ -46,7 +46,7 @@ class NoParsing:
 
 
 def test_the_start_is_a_bisect_and_nothing_is_parsed(monkeypatch):
-    entry = resumable.StoredStream("s", "k", "t", Config())
+    entry = stored_stream.StoredStream("s", "k", "t", Config())
     entry.seqs = []  # a Responses stream (the store's create sets it)
     sizes = [1, 3, 1, 1, 5, 2, 1, 4]
     n, stored = 0, []
@@ -57,13 +57,13 @@ def test_the_start_is_a_bisect_and_nothing_is_parsed(monkeypatch):
         n += size
     error = b'event: error\ndata: {"type":"error","code":"x","sequence_number":0}\n\n'  # passes always
     entry.append(error)
-    monkeypatch.setattr(resumable, "ujson", NoParsing)
+    monkeypatch.setattr(resumable_relay, "ujson", NoParsing)
     for after in range(-1, n + 2):
         start = entry.seek(after)
         out = b"".join(entry.after(start))
         looked_at = [e for e in events(rh.strip_ids(out)) if e != error and sequence(e) <= after]
         assert len(looked_at) < max(sizes)  # the rest of one block at most
-        assert resumable.SequenceFilter(after)(out) == b"".join(e for e in stored if sequence(e) > after) + error
+        assert resumable_readers.SequenceFilter(after)(out) == b"".join(e for e in stored if sequence(e) > after) + error
 
 
 def retrieve(g, key, n: int) -> bytes:

@@ -15,7 +15,7 @@ from .cors import CorsPolicy
 from .metrics import Metrics
 from .ownership import Ownership, load_secret
 from .ratelimit import Limits, MemoryLimiter
-from .resumable import MemoryStreamStore
+from .streamstore_memory import MemoryStreamStore
 from .upstream import UpstreamClient
 from .upstreams import Pool
 

@@ -4,7 +4,7 @@ they are about a third of the gateway's start-up imports, which every process pa
 
 from .accounting import Accounting
 from .ratelimit import MemoryLimiter
-from .resumable import MemoryStreamStore
+from .streamstore_memory import MemoryStreamStore
 
 
 def make_limiter(config):

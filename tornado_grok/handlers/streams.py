@@ -14,7 +14,9 @@ from .. import validate
 from ..errors import GatewayError
 from ..ratelimit import Limits
 from ..relay import StreamRelay
-from ..resumable import ResumableRelay, StreamReader, dialect_name, not_resumable
+from ..resumable_readers import StreamReader
+from ..resumable_relay import ResumableRelay, dialect_name
+from ..stored_stream import not_resumable
 from .backend_calls import backend_call, release_slot
 from .base import BaseHandler
 
