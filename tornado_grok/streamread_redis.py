@@ -12,7 +12,7 @@ from tornado.iostream import StreamClosedError
 from redis.exceptions import RedisError
 
 from .errors import GatewayError
-from .ratelimit_redis import safe_url
+from .health_redis import safe_url
 from .resumable import KEEPALIVE, SequenceFilter, StoredStream, error_event
 from .streampool_redis import WRITE_TIMEOUT, store_error
 from .streamtail_redis import OWNER_GRACE

@@ -12,7 +12,7 @@ import time
 from redis.exceptions import MaxConnectionsError, RedisError
 
 from .errors import GatewayError
-from .ratelimit_redis import safe_url
+from .health_redis import safe_url
 from .resumable import MemoryStreamStore, StoredStream, gone
 from .streampool_redis import WRITE_TIMEOUT, connect, store_error
 from .streamread_redis import RemoteStream
