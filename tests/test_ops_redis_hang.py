@@ -21,7 +21,7 @@ pytestmark = skip_unless_available()
 
 BODY = {"model": "grok-4-1-fast-non-reasoning", "messages": [{"role": "user", "content": "hi"}]}
 BURST = 60
-POOL = 16  # tornado_grok.ratelimit_redis.MAX_CONNECTIONS: calls that can be in flight at once
+POOL = 16  # tornado_grok.health_redis.MAX_CONNECTIONS: calls that can be in flight at once
 
 
 @pytest.fixture

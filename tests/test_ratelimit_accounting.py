@@ -5,10 +5,10 @@ import asyncio
 import pytest
 
 from tests.redis_server import RedisServer, skip_unless_available, wait_up
-from tornado_grok import ratelimit_redis
+from tornado_grok import health_redis
 from tornado_grok.accounting_redis import RedisAccounting
 from tornado_grok.errors import GatewayError
-from tornado_grok.ratelimit_redis import RedisHealth, connect
+from tornado_grok.health_redis import RedisHealth, connect
 
 pytestmark = skip_unless_available()
 
@@ -21,7 +21,7 @@ def accounting(url: str) -> RedisAccounting:
 
 
 def test_two_writers_one_total_and_outage_buffering(monkeypatch):
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 0.05)
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 0.05)
     server = RedisServer.start()
 
     async def body():

@@ -10,10 +10,11 @@ import asyncio
 import pytest
 
 from tests.redis_server import RedisServer, skip_unless_available, wait_up
-from tornado_grok import ratelimit_redis
+from tornado_grok import health_redis
 from tornado_grok.errors import GatewayError
 from tornado_grok.ratelimit import Limits, MemoryLimiter
-from tornado_grok.ratelimit_redis import RedisLimiter, connect
+from tornado_grok.health_redis import connect
+from tornado_grok.ratelimit_redis import RedisLimiter
 
 pytestmark = skip_unless_available()
 
@@ -211,7 +212,7 @@ def test_real_redis_clock(redis_url):
 
 
 def test_outage_fail_open_then_recovery(caplog, monkeypatch):
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 0.05)
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 0.05)
     server = RedisServer.start()
 
     async def body():
@@ -248,7 +249,7 @@ def test_outage_fail_open_then_recovery(caplog, monkeypatch):
 
 
 def test_outage_fail_closed_is_503_with_retry_after(monkeypatch):
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 0.05)
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 0.05)
     server = RedisServer.start()
 
     async def body():

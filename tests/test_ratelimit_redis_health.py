@@ -14,12 +14,12 @@ import pytest
 import redis
 
 from tests.redis_server import RedisServer, free_port, skip_unless_available
-from tornado_grok import ratelimit_redis
+from tornado_grok import health_redis
 from tornado_grok.accounting_redis import RedisAccounting
 from tornado_grok.config import Config
 from tornado_grok.ratelimit import Limits, MemoryLimiter
-from tornado_grok.ratelimit_redis import (RedisHealth, RedisLimiter, Unavailable, connect,
-                                          patient_timeout, safe_url)
+from tornado_grok.health_redis import RedisHealth, Unavailable, connect, patient_timeout, safe_url
+from tornado_grok.ratelimit_redis import RedisLimiter
 from tornado_grok.stores import make_limiter
 
 pytestmark = skip_unless_available()
@@ -118,7 +118,7 @@ def test_a_deadline_waits_for_a_busy_loop_up_to_its_patience():
 
 
 def test_a_call_that_waited_for_a_connection_is_not_sent_once_redis_is_down(server, monkeypatch):
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 60)  # no probe PING within this test
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 60)  # no probe PING within this test
 
     async def body():
         health = RedisHealth(connect(server.url, 5.0, max_connections=1), server.url, "fail_open",
@@ -149,7 +149,7 @@ def test_a_call_that_waited_for_a_connection_is_not_sent_once_redis_is_down(serv
 
 
 def test_while_redis_is_down_the_probe_pings_at_its_interval_and_closes_the_breaker(server, monkeypatch, caplog):
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 0.05)
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 0.05)
     began = time.monotonic()
 
     async def body():
@@ -218,7 +218,7 @@ def test_close_gives_every_connection_back_and_leaves_no_task(server):
 
 
 def test_close_during_an_outage_stops_the_probe(server, monkeypatch):
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 0.05)
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 0.05)
 
     async def body():
         lim = RedisLimiter(connect(server.url), server.url, "fail_open")
@@ -286,7 +286,7 @@ def test_make_limiter_follows_the_config(server):
 
 
 def test_tokens_used_during_an_outage_are_charged_to_the_local_limits(server, monkeypatch):
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 60)
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 60)
 
     async def body():
         lim = RedisLimiter(connect(server.url), server.url, "fail_open")
@@ -357,7 +357,7 @@ def test_no_tokens_are_sent_without_a_token_limit_or_for_nothing(server):
 
 
 def test_inflight_counts_leases_in_redis_and_leases_taken_locally_in_an_outage(server, monkeypatch):
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 60)
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 60)
 
     async def body():
         lim = RedisLimiter(connect(server.url), server.url, "fail_open", lease_seconds=30)
@@ -379,14 +379,14 @@ def test_inflight_counts_leases_in_redis_and_leases_taken_locally_in_an_outage(s
 def test_at_most_max_connections_calls_reach_a_hung_redis_and_the_rest_are_decided_locally(server, monkeypatch):
     """17 requests at once, Redis hung: 16 (MAX_CONNECTIONS) calls go out and time out; the 17th,
     waiting for a connection, is decided by the failure mode without calling Redis at all."""
-    monkeypatch.setattr(ratelimit_redis, "PROBE_INTERVAL", 60)
+    monkeypatch.setattr(health_redis, "PROBE_INTERVAL", 60)
 
     async def body():
         lim = RedisLimiter(connect(server.url), server.url, "fail_open")
         server.proc.send_signal(signal.SIGSTOP)
         try:
             decisions = await asyncio.gather(*(lim.acquire("k", Limits(requests_per_minute=100))
-                                               for _ in range(ratelimit_redis.MAX_CONNECTIONS + 1)))
+                                               for _ in range(health_redis.MAX_CONNECTIONS + 1)))
             assert all(d.allowed for d in decisions)
             assert lim.health.state() == {"down": True, "outages": 1, "calls": 16, "skipped": 1}
         finally:

@@ -1,4 +1,4 @@
-"""How long, and how many times, the gateway tries a call to Redis (ratelimit_redis.py).
+"""How long, and how many times, the gateway tries a call to Redis (health_redis.py).
 
 patient_timeout, on a virtual clock: when a call to Redis is given up on.
 
@@ -21,7 +21,7 @@ import threading
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tornado_grok.ratelimit_redis import LATE, connect, patient_timeout
+from tornado_grok.health_redis import LATE, connect, patient_timeout
 
 PATIENCE = 8  # timeouts (docs/ratelimits.md)
 

@@ -11,7 +11,8 @@ import redis
 
 from tests.redis_server import skip_unless_available
 from tornado_grok.ratelimit import Limits
-from tornado_grok.ratelimit_redis import RedisLimiter, connect
+from tornado_grok.health_redis import connect
+from tornado_grok.ratelimit_redis import RedisLimiter
 
 pytestmark = skip_unless_available()
 

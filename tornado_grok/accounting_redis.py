@@ -10,7 +10,8 @@ import collections
 
 from .accounting import Accounting, count
 from .errors import GatewayError
-from .ratelimit_redis import PREFIX, RedisHealth, Unavailable
+from .health_redis import RedisHealth, Unavailable
+from .ratelimit_redis import PREFIX
 
 
 class RedisAccounting:

@@ -11,7 +11,8 @@ def make_limiter(config):
     """The limiter config.ratelimit_backend asks for: MemoryLimiter, or RedisLimiter on config.redis_url."""
     if config.ratelimit_backend != "redis":
         return MemoryLimiter()
-    from .ratelimit_redis import RedisLimiter, connect
+    from .health_redis import connect
+    from .ratelimit_redis import RedisLimiter
     return RedisLimiter(connect(config.redis_url, config.redis_timeout), config.redis_url,
                         config.redis_failure_mode, config.lease_seconds, timeout=config.redis_timeout)
 
@@ -21,7 +22,8 @@ def make_accounting(config, limiter=None):
     if config.ratelimit_backend != "redis":
         return Accounting()
     from .accounting_redis import RedisAccounting
-    from .ratelimit_redis import RedisHealth, RedisLimiter, connect
+    from .health_redis import RedisHealth, connect
+    from .ratelimit_redis import RedisLimiter
     if isinstance(limiter, RedisLimiter):
         return RedisAccounting(limiter.health)
     return RedisAccounting(RedisHealth(connect(config.redis_url, config.redis_timeout), config.redis_url,

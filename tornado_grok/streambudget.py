@@ -7,7 +7,7 @@ stream that crossed it stop being resumable (as resume_max_bytes does), and a ne
 is not resumable at all (streams.start: `X-Resumable: false`, `X-Resumable-Reason: <the setting>`).
 
 With the Redis store the budget is shared by every process: each process reports the bytes it wrote
-to Redis (streamstore_redis.py), and what the others hold (`others`) lowers the limits here. The
+to Redis (streamwrite_redis.py), and what the others hold (`others`) lowers the limits here. The
 per-append check stays two integer comparisons.
 
 A budget that a stream crossed stays closed to new streams until what it holds is back under

@@ -1,6 +1,6 @@
 """The live tails of the Redis streams this process reads for other processes' streams: ONE
 `XREAD BLOCK` loop on ONE connection for all of them, fanned out to the local readers
-(streamstore_redis.RemoteReader), however many there are.
+(streamread_redis.RemoteReader), however many there are.
 
 A reader first catches up with `XRANGE` (one short command on the shared pool), then takes the live
 entries this loop hands it. The loop also watches, once per `resume_heartbeat`, each followed
