@@ -63,7 +63,11 @@ def _ratio(a, b):
 
 def table(rows: list) -> str:
     def fmt(value, pattern):
-        return "–" if value is None else pattern % value
+        if value is None:
+            return "–"
+        if pattern == "%.2f×" and value < 0.01:
+            pattern = "%.3f×"  # LiteLLM's throughput is a few thousandths of the floor
+        return pattern % value
     out = ["| peer | S1 added TTFT p50 | S2 streams/s × direct | S3 chunks/s × direct | S4 streams ok, KiB/stream "
            "| S5 requests/s × direct |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -82,8 +86,8 @@ def svg(rows: list, title: str) -> str:
              'font-size="13">' % (width, height),
              '<rect width="100%" height="100%" fill="white"/>',
              '<text x="10" y="22" font-size="15" font-weight="bold">%s</text>' % _esc(title)]
-    panels = [("S1 added time to first token, p50 (ms, log scale; less is better)", "ttft", True, left),
-              ("S2 streams/s, 64 concurrent (× direct; more is better)", "s2", False, left + panel_w + 60)]
+    panels = [("S1 added TTFT p50, ms (log; less is better)", "ttft", True, left),
+              ("S2 streams/s × direct (more is better)", "s2", False, left + panel_w + 60)]
     for caption, field, log, x0 in panels:
         parts.append('<text x="%d" y="50">%s</text>' % (x0, _esc(caption)))
         values = [r[field] for r in rows if r[field] is not None and (not log or r[field] > 0)]
@@ -105,7 +109,7 @@ def svg(rows: list, title: str) -> str:
             color = "#d9534f" if r["peer"].startswith("tornado_grok") else "#5b8bd9"
             parts.append('<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>' % (x0, y, w, bar, color))
             parts.append('<text x="%d" y="%d">%s</text>' % (x0 + w + 5, y + 16,
-                                                             ("%+.2f" if log else "%.2f×") % value))
+                                                             ("%+.2f" if log else "%.2g×") % value))
     parts.append('<text x="10" y="%d" fill="#555">Each bar from the same run of bench/harness.sh (the shared '
                  'harness) on one 2-core machine shared by mock, proxy and load client.</text>' % (height - 12))
     parts.append("</svg>")
