@@ -33,6 +33,20 @@ def slow_socket(gateway) -> socket.socket:
     return s
 
 
+def settled(count, quiet: float = 0.3, timeout: float = 10.0) -> int:
+    """count() once it has not changed for `quiet` seconds (within `timeout`)."""
+    last, since = count(), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        now_count = count()
+        if now_count != last:
+            last, since = now_count, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return last
+        time.sleep(0.02)  # polling a count the test waits on, bounded by timeout
+    raise AssertionError("the upstream never stopped writing (last count %d)" % last)
+
+
 def test_a_client_that_reads_nothing_pauses_the_upstream(bp_gateway, mock):
     gateway, key = bp_gateway
     test_id = "bp-" + str(time.monotonic_ns())
@@ -41,7 +55,10 @@ def test_a_client_that_reads_nothing_pauses_the_upstream(bp_gateway, mock):
     s.sendall(hh.raw_request("POST", "/api/v1/chat/completions",
                              hh.auth(key, **{"X-Mock-Test-Id": test_id, "Connection": "close"}), payload))
     wait_until(lambda: hh.state(gateway)["paused_streams"] == 1, timeout=10)
-    written = mock.wait_entry(test_id=test_id)["events"]
+    mock.wait_entry(test_id=test_id)
+    # The pause stops the gateway's reads; the mock's writes stop once the kernel buffers between
+    # the two are full, a little later: count from then.
+    written = settled(lambda: mock.journal(test_id=test_id)[-1]["events"])
     # Read nothing for longer than idle_timeout: a paused stream is slow, not idle, and is kept.
     time.sleep(1.5)
     entry = mock.journal(test_id=test_id)[-1]
