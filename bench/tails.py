@@ -1,0 +1,61 @@
+"""The gateway's tails and CPU against the bare Tornado+pycurl relay, from one peers run of the shared
+harness: the ratios the tails work is held to (S4 TTFT p99 no worse than the relay's; S5 and S2 p99
+within 1.2x; CPU per stream (S2) and per chunk (S3) within 1.1x).
+
+    ../shared/bench/setup_peers.sh
+    PEERS="direct gut tornado" bench/harness.sh      # or the full peers run
+    python3 bench/tails.py bench/results/<date>-peers.json
+
+Both peers come from the same run, so the machine's drift between runs falls on both alike.
+"""
+
+import argparse
+import json
+import sys
+
+# (label, scenario, statistic, target ratio gateway / relay)
+MEASURES = (
+    ("S4: 1,000 streams opened at once, TTFT p99", "S4", ("loadgen", "ttft_ms", "p99"), 1.0),
+    ("S5: 32 concurrent whole answers, latency p99", "S5", ("loadgen", "total_ms", "p99"), 1.2),
+    ("S2: 64 concurrent streams, TTFT p99", "S2", ("loadgen", "ttft_ms", "p99"), 1.2),
+    ("S2: CPU per stream (ms)", "S2", ("derived", "proxy_cpu_ms_per_req"), 1.1),
+    ("S3: CPU per relayed chunk (µs)", "S3", ("derived", "proxy_cpu_us_per_chunk"), 1.1),
+)
+
+
+def value(peer: dict, scenario: str, path: tuple):
+    node = (peer.get("scenarios") or {}).get(scenario) or {}
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def rows(run: dict, gateway: str = "gut", relay: str = "tornado") -> list:
+    peers = run["peers"]
+    if gateway not in peers or relay not in peers:
+        raise SystemExit("the run has no %r or no %r peer: run the harness with PEERS including both" % (gateway, relay))
+    out = []
+    for label, scenario, path, target in MEASURES:
+        g, r = value(peers[gateway], scenario, path), value(peers[relay], scenario, path)
+        ratio = g / r if isinstance(g, (int, float)) and isinstance(r, (int, float)) and r else None
+        out.append((label, r, g, ratio, target))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("results", help="a <date>-peers.json of the shared harness with the gut and tornado peers")
+    args = p.parse_args(argv)
+    with open(args.results) as f:
+        run = json.load(f)
+    print("| measure (one run) | bare relay | gateway | gateway / relay | target |")
+    print("|---|---|---|---|---|")
+    for label, relay, gateway, ratio, target in rows(run):
+        fmt = lambda v: "–" if v is None else ("%.0f" % v if v >= 100 else "%.3g" % v)
+        print("| %s | %s | %s | %s | at most %.1f× |" % (label, fmt(relay), fmt(gateway),
+                                                          "–" if ratio is None else "%.2f×" % ratio, target))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
