@@ -34,21 +34,7 @@ class _ScriptHandler(tornado.web.RequestHandler):
         self.peers.append(self.request.connection.stream.socket.getpeername())
         body = json.loads(self.request.body)
         sid = body["input"] if "input" in body else body["messages"][-1]["content"]  # Responses or chat
-        script = self.scripts.pop(sid, None)
-        if script is None:
-            self.set_status(404)
-            self.finish({"code": "not_found", "error": "no such script"})
-            return
-        status, content_type, pieces = script
-        self.request.connection.stream.set_nodelay(True)
-        self.set_status(status)
-        self.set_header("Content-Type", content_type)
-        for piece in pieces:
-            if piece:
-                self.write(piece)
-                await self.flush()
-            await asyncio.sleep(0.001)  # pacing only (see the module docstring)
-        self.finish()
+        await play(self, self.scripts.pop(sid, None))
 
 
 class CutUpstream(ThreadServer):
@@ -97,3 +83,22 @@ def ask(relay, pieces: list, **script):
     sid = upstream.script(pieces, **script)
     body = {"model": "relay-test", "stream": True, "messages": [{"role": "user", "content": sid}]}
     return post(gateway.base + "/chat/completions", body, hh.auth(key), timeout=30)
+
+
+async def play(handler, script) -> None:
+    """Answers with a script, (status, content type, pieces): each piece written and flushed on its
+    own, a millisecond apart (pacing only, see the module docstring); 404 for no script."""
+    if script is None:
+        handler.set_status(404)
+        handler.finish({"code": "not_found", "error": "no such script"})
+        return
+    status, content_type, pieces = script
+    handler.request.connection.stream.set_nodelay(True)
+    handler.set_status(status)
+    handler.set_header("Content-Type", content_type)
+    for piece in pieces:
+        if piece:
+            handler.write(piece)
+            await handler.flush()
+        await asyncio.sleep(0.001)  # pacing only: nothing depends on how the reads merge
+    handler.finish()

@@ -10,12 +10,12 @@ does the same for chat completions).
     up.close()
 """
 
-import asyncio
 import itertools
 import json
 
 import tornado.web
 
+from tests.cut_upstream import play
 from tests.thread_server import ThreadServer
 
 
@@ -32,21 +32,7 @@ class _Handler(tornado.web.RequestHandler):
     async def answer(self, sid):
         self.owner.authorizations.append(self.request.headers.get("Authorization"))
         self.owner.uris.append(self.request.uri)
-        script = self.owner.scripts.pop(sid, None) if isinstance(sid, str) else None
-        if script is None:
-            self.set_status(404)
-            self.finish({"code": "not_found", "error": "no such script"})
-            return
-        status, content_type, pieces = script
-        self.request.connection.stream.set_nodelay(True)
-        self.set_status(status)
-        self.set_header("Content-Type", content_type)
-        for piece in pieces:
-            if piece:
-                self.write(piece)
-                await self.flush()
-            await asyncio.sleep(0.001)  # pacing only: nothing depends on how the reads merge
-        self.finish()
+        await play(self, self.owner.scripts.pop(sid, None) if isinstance(sid, str) else None)
 
 
 class ScriptedResponses(ThreadServer):
