@@ -29,6 +29,7 @@ class Config:
     workers: int = 1
     max_body_size: int = 20 * 1024 * 1024
     max_connections: int = 20000
+    listen_backlog: int = 4096
     header_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     body_timeout: float = 60.0
@@ -126,7 +127,7 @@ class Config:
         for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "total_timeout",
                      "keepalive_interval", "drain_seconds", "lease_seconds", "header_timeout",
                      "keepalive_timeout", "body_timeout", "max_header_size", "max_header_count",
-                     "max_connections", "redis_timeout", "resume_window", "resume_retention",
+                     "max_connections", "listen_backlog", "redis_timeout", "resume_window", "resume_retention",
                      "resume_max_bytes", "resume_max_events", "resume_heartbeat", "resume_readers_per_stream",
                      "resume_readers_per_key", "resume_key_bytes", "resume_total_bytes"):
             if getattr(self, name) <= 0:

@@ -75,6 +75,7 @@ class StreamRelay:
         self.last_out = None
         self.saw_done = False  # the dialect's end event ([DONE], a terminal Responses event) was seen
         self.closed = False  # nothing more goes to the client
+        self.running = False  # run() has begun and not yet returned
         self.status = 0
         self.error_body = bytearray()
         self.events = 0
@@ -97,6 +98,7 @@ class StreamRelay:
         `query`) and relays its stream until it ends."""
         c = self.gateway.config
         self.gateway.streams.add(self)
+        self.running = True
         attempts = None
         try:
             attempts = self.attempts = self.gateway.upstreams.attempts(
@@ -126,6 +128,10 @@ class StreamRelay:
             self.gateway.streams.discard(self)
             if self.grace is not None:
                 IOLoop.current().remove_timeout(self.grace)
+            self.running = False
+            if self.handler._finished:  # else the handler unlinks it when it finishes
+                unlink(self.handler)
+
 
     def _next_upstream(self, response):
         """After an attempt ended: the upstream of the next one, when it failed before the client got
@@ -422,6 +428,16 @@ class StreamRelay:
 
     def usage(self) -> dict | None:
         return self.usage_seen if isinstance(self.usage_seen, dict) else None
+
+
+def unlink(handler) -> None:
+    """Drops the handler's link to its relay once both are done (the relay's run() has returned, the
+    handler has finished), whichever ends last. The two point at each other; unlinked, a request's
+    objects are freed by reference counting as it ends instead of waiting, as a cycle, for the
+    garbage collector (docs/performance.md: a full collection is the stall of a tail)."""
+    relay = handler.__dict__.get("relay")
+    if relay is not None and not relay.running:
+        del handler.relay
 
 
 def rewrite_pairs(model_sent: str, model_asked: str) -> tuple:

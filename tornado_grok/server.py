@@ -8,7 +8,7 @@ import sys
 
 from tornado.netutil import bind_sockets
 
-from . import accesslog, auth, metrics, redact
+from . import accesslog, auth, gcpolicy, metrics, redact
 from .app import make_app
 from .config import Config, ConfigError
 from .connections import ConnectionSlots, GatewayHTTPServer
@@ -74,7 +74,7 @@ async def serve(config: Config, sockets=None) -> int:
     server = GatewayHTTPServer(app, config=config, slots=gateway.connections,
                                max_body_size=2 * config.max_body_size)
     if sockets is None:
-        sockets = bind_sockets(config.port, config.host)
+        sockets = bind_sockets(config.port, config.host, backlog=config.listen_backlog)
     server.add_sockets(sockets)
     gateway.start()
     grpc_listener = None
@@ -88,6 +88,7 @@ async def serve(config: Config, sockets=None) -> int:
             raise
         say("gRPC listening on %s:%d (upstream %s)" % (config.host, grpc_listener.port,
                                                         grpc_listener.upstreams.addresses(config)))
+    gcpolicy.settle()  # everything made at start is made: out of the collector's reach from here on
     banner(config, sockets[0].getsockname()[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,7 +144,7 @@ def run_workers(config: Config) -> int:
             % (config.workers, config.workers))
     if config.mock:
         say("NOTE: mock mode: each worker serves from its own bundled mock upstream.")
-    sockets = bind_sockets(config.port, config.host)
+    sockets = bind_sockets(config.port, config.host, backlog=config.listen_backlog)
     if config.grpc_enabled and config.grpc_port < 0:  # every worker listens on this one gRPC port
         config.grpc_port = config.port + 1 if config.port else _free_port(config.host)
     config.port = sockets[0].getsockname()[1]

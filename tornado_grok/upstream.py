@@ -239,6 +239,11 @@ class UpstreamCall:
 
     def _done(self, _future) -> None:
         self.upstream.active.discard(self)
+        # Nothing calls back into the transfer any more: drop the links back to this call (from its
+        # request, from the relay whose write callback it held), so that a request's objects are
+        # freed by reference counting when it ends, not left as cycles for the garbage collector.
+        self.request.gateway_call = None
+        self.on_chunk = None
 
     async def response(self) -> HTTPResponse:
         """The final response; a transport failure is a 599 response with its error, never raised."""

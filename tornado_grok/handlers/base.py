@@ -12,6 +12,7 @@ from tornado import web
 
 from .. import errors
 from ..errors import GatewayError
+from ..relay import unlink
 from ..upstream import curl_errno
 from ..usage import settle
 from .backend_calls import backend_call, release_slot
@@ -263,6 +264,10 @@ class APIHandler(BaseHandler):
         if call is not None:
             call.cancel()
         self._release()
+
+    def _break_cycles(self) -> None:
+        super()._break_cycles()  # tornado's own, at the end of finish()
+        unlink(self)
 
     def _release(self) -> None:
         if getattr(self, "counted_open", False):

@@ -1,8 +1,8 @@
 """GET /healthz (the process is alive; with several upstreams, each one's state by name), GET /readyz
-(503 while draining), GET /metrics (Prometheus) and, with `debug_endpoints = true`, GET /debug/state;
-no key needed."""
+(503 while draining), GET /metrics (Prometheus) and, with `debug_endpoints = true`, GET /debug/state
+and POST /debug/gc; no key needed."""
 
-from .. import metrics
+from .. import gcpolicy, metrics
 from ..errors import GatewayError
 from .base import BaseHandler
 
@@ -42,9 +42,20 @@ class DebugStateHandler(BaseHandler):
         self.write_json(self.gateway.state())
 
 
+class DebugGCHandler(BaseHandler):
+    """A full garbage collection now, and the cyclic garbage it found (gcpolicy.sweep); 404 unless
+    enabled. A request path that leaves cycles behind shows here by its types."""
+
+    def post(self) -> None:
+        if not self.config.debug_endpoints:
+            raise GatewayError(404, "no such endpoint: POST /debug/gc", code="not_found")
+        self.write_json(gcpolicy.sweep())
+
+
 default_handlers = [
     (r"/healthz", HealthHandler),
     (r"/readyz", ReadyHandler),
     (r"/metrics", MetricsHandler),
     (r"/debug/state", DebugStateHandler),
+    (r"/debug/gc", DebugGCHandler),
 ]
