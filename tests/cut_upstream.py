@@ -76,12 +76,15 @@ def gateway_before(folder: str):
         upstream.close()
 
 
-def ask(relay, pieces: list, **script):
+def ask(relay, pieces: list, usage: bool | None = None, **script):
     """A streamed chat request through `relay` (gateway_before's triple) whose upstream answer is
-    `pieces` (`script`: the status and content type, as for CutUpstream.script); the response, read whole."""
+    `pieces` (`script`: the status and content type, as for CutUpstream.script); the response, read
+    whole. `usage`: the request's stream_options.include_usage, when not None."""
     upstream, gateway, key = relay
     sid = upstream.script(pieces, **script)
     body = {"model": "relay-test", "stream": True, "messages": [{"role": "user", "content": sid}]}
+    if usage is not None:
+        body["stream_options"] = {"include_usage": usage}
     return post(gateway.base + "/chat/completions", body, hh.auth(key), timeout=30)
 
 

@@ -84,6 +84,22 @@ def test_any_stream_in_any_cuts_reaches_the_client_as_expected(relay, case, eols
     assert (r.status_code, r.content) == (status, expected)
 
 
+@RELAY
+@given(contents=st.integers(0, 6), points=st.lists(st.integers(0, 600), max_size=3), usage=st.booleans())
+def test_a_stream_whose_last_reads_carry_content_usage_and_done(relay, contents, points, usage):
+    """The usage event (always asked upstream) after content events, often all in one read: the client
+    gets every content event, the usage event only if it asked for it, then [DONE]."""
+    content = b"".join(b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"%d"}}]}\n\n' % i
+                       for i in range(contents))
+    usage_event = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":%d,' \
+                  b'"total_tokens":%d}}\n\n' % (contents, contents + 3)
+    raw = content + usage_event + DONE
+    r = ask(relay, cut(raw, points), usage=usage)
+    assert (r.status_code, r.content) == (200, content + (usage_event if usage else b"") + DONE)
+    line = hh.access_line(relay[1], r.headers["X-Request-Id"])
+    assert line["usage"]["total_tokens"] == contents + 3 and "usage_estimated" not in line
+
+
 @pytest.mark.parametrize("payload", [b"1", b"[]", b'"s"', b"null", b"true", b"1.5"])
 @pytest.mark.parametrize("first", [True, False], ids=["first", "after-an-event"])
 def test_an_event_that_is_json_but_not_an_object_is_the_502_event(relay, payload, first):

@@ -18,6 +18,7 @@ import threading
 from tornado.ioloop import IOLoop
 
 FLUSH_SECONDS = 5.0  # at shutdown, how long queued lines may take to be written
+HANDOVER_SECONDS = 0.05  # the access log's lines go to the writer thread together, this often
 
 
 class LogWriter:
@@ -102,7 +103,10 @@ class _Handler(logging.handlers.QueueHandler):
 
 
 class AccessLog:
-    """The access log: one line per request, the lines of one IOLoop turn handed over together.
+    """The access log: one line per request, handed to the writer thread together every
+    HANDOVER_SECONDS. Waking that thread per line (or per IOLoop turn) made the event loop share
+    the interpreter with it thousands of times a second, a tenth of a busy gateway's CPU
+    (bench/suspects.py, docs/performance.md); lines reach stderr at most that much later.
 
     Without a LogWriter (before setup(), or in a tool that never calls it) it writes to stderr.
     """
@@ -113,7 +117,7 @@ class AccessLog:
 
     def write(self, line: str) -> None:
         if not self.lines:
-            IOLoop.current().add_callback(self.flush)
+            IOLoop.current().call_later(HANDOVER_SECONDS, self.flush)
         self.lines.append(line)
 
     def flush(self) -> None:

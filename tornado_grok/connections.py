@@ -126,6 +126,10 @@ class _Connection(HTTP1Connection):
         return start_line, headers
 
     def _read_body(self, code, headers, delegate):
+        length = headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) <= self.stream._read_buffer_size:
+            # The body came whole with the head (most requests): there is no read to watch.
+            return super()._read_body(code, headers, delegate)
         watch = self.server.body_watch
         body = super()._read_body(code, headers, _Progress(delegate, self, watch))
         return None if body is None else watch.reading(self, body)
