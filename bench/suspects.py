@@ -125,15 +125,16 @@ def start(variant: str, mock_base: str, keys: str, scratch: str):
 KEY = [""]
 
 
-def measure(variant: str, mock_base: str, keys: str, scratch: str, scale: float) -> dict:
+def measure(variant: str, mock_base: str, keys: str, scratch: str, scale: float, scenarios) -> dict:
     proc, url, headers = start(variant, mock_base, keys, scratch)
     try:
         loadgen(url, headers, proc.pid, 64, int(600 * scale), "chunks=20 delay=0 size=8", True)  # warm-up
         results = {}
-        for name, (c, n, scenario, stream) in SCENARIOS.items():
+        for name in scenarios:
+            c, n, scenario, stream = SCENARIOS[name]
             n = max(c, int(n * scale)) if name != "burst" else n
             results[name] = loadgen(url, headers, proc.pid, c, n, scenario, stream)
-        return {label: read(results[sc]) for label, sc, read in FIGURES}
+        return {label: read(results[sc]) for label, sc, read in FIGURES if sc in results}
     finally:
         stop(proc)
 
@@ -143,10 +144,13 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--only", help="variants to run, space-separated (default: all): " + " ".join(VARIANTS))
     p.add_argument("--quick", action="store_true", help="a third of the requests (not the burst)")
+    p.add_argument("--scenarios", help="scenarios to run, space-separated (default: all): " + " ".join(SCENARIOS))
     args = p.parse_args()
     if not os.path.exists(os.path.join(SHARED, "loadgen.js")):
         raise SystemExit("needs ../shared/bench (mock_sse.js, loadgen.js) beside the checkout")
     variants = args.only.split() if args.only else list(VARIANTS)
+    scenarios = args.scenarios.split() if args.scenarios else list(SCENARIOS)
+    figures = [f for f in FIGURES if f[1] in scenarios]
     scratch = tempfile.mkdtemp()
     keys = os.path.join(scratch, "keys.json")
     KEY[0] = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys, "--rpm",
@@ -162,17 +166,17 @@ def main() -> int:
             for v in variants:
                 print("round %d: %s" % (r + 1, v), file=sys.stderr)
                 table[v].append(measure(v, "http://127.0.0.1:%d" % mock_port, keys, scratch,
-                                        1 / 3 if args.quick else 1))
+                                        1 / 3 if args.quick else 1, scenarios))
     finally:
         stop(mock)
-    medians = {v: {label: statistics.median(run[label] for run in runs) for label, _, _ in FIGURES}
+    medians = {v: {label: statistics.median(run[label] for run in runs) for label, _, _ in figures}
                for v, runs in table.items()}
     print("median of %d alternated rounds; in brackets: / the shipped gateway, / the bare relay" % args.rounds)
-    print("| variant | " + " | ".join(label for label, _, _ in FIGURES) + " |")
-    print("|---" * (len(FIGURES) + 1) + "|")
+    print("| variant | " + " | ".join(label for label, _, _ in figures) + " |")
+    print("|---" * (len(figures) + 1) + "|")
     for v in variants:
         cells = []
-        for label, _, _ in FIGURES:
+        for label, _, _ in figures:
             x = medians[v][label]
             ratios = [("%.2f" % (x / medians[base][label])) if base in medians and base != v else "–"
                       for base in ("gateway", "relay")]
