@@ -1,4 +1,4 @@
-"""The relay paths leave no reference cycle behind: a finished request's objects are freed by
+"""A finished request leaves no reference cycle behind, relayed or refused: its objects are freed by
 reference counting, not left for the cyclic garbage collector, whose collections over many requests
 in flight are a stall every one of them waits out (tornado_grok/gcpolicy.py). POST /debug/gc (with
 debug_endpoints) runs a full collection and names what it found unreachable."""
@@ -17,7 +17,7 @@ RESPONSES = {"model": "grok-4.3", "input": "hi"}
 @pytest.fixture(scope="module")
 def debug_gateway(mock, tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("gc"))
-    g = servers.start_gateway(folder, mock.base, {"debug_endpoints": True})
+    g = servers.start_gateway(folder, mock.base, {"debug_endpoints": True, "forward_mock_headers": True})
     key = servers.add_key(folder + "/keys.json", "gc")
     yield g, key
     g.stop()
@@ -29,20 +29,29 @@ def sweep(g) -> dict:
     return r.json()
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/chat/completions", dict(CHAT, stream=True)),
-    ("/chat/completions", CHAT),
-    ("/responses", dict(RESPONSES, stream=True)),
-    ("/responses", RESPONSES),
-], ids=["chat-stream", "chat-whole", "responses-stream", "responses-whole"])
-def test_a_relayed_request_leaves_no_cycle(debug_gateway, path, body):
+@pytest.mark.parametrize("path,body,headers,status", [
+    ("/chat/completions", dict(CHAT, stream=True), {}, 200),
+    ("/chat/completions", CHAT, {}, 200),
+    ("/responses", dict(RESPONSES, stream=True), {}, 200),
+    ("/responses", RESPONSES, {}, 200),
+    ("/chat/completions", dict(CHAT, stream=True), {"Authorization": "Bearer not-a-key"}, 401),
+    ("/chat/completions", CHAT, {"Authorization": "Bearer not-a-key"}, 401),
+    ("/chat/completions", {"model": 1}, {}, 400),
+    ("/nothing", None, {}, 404),
+    ("/chat/completions", dict(CHAT, stream=True), {"X-Mock-Scenario": "http_500"}, 502),
+], ids=["chat-stream", "chat-whole", "responses-stream", "responses-whole", "bad-key-stream", "bad-key",
+        "bad-body", "no-such-path", "upstream-500"])
+def test_a_request_leaves_no_cycle(debug_gateway, path, body, headers, status):
     g, key = debug_gateway
     with requests.Session() as s:
         sweep(g)  # what earlier tests of this module left
         for _ in range(20):
-            r = s.post(g.base + path, json=body, headers={"Authorization": "Bearer " + key}, timeout=30)
-            assert r.status_code == 200
-            if body.get("stream"):
+            # (an unknown path's 404 closes its connection: a new one each time)
+            r = (s if status != 404 else requests).request(
+                "POST" if body is not None else "GET", g.base + path, json=body, timeout=30,
+                headers=dict({"Authorization": "Bearer " + key}, **headers))
+            assert r.status_code == status, r.text
+            if status == 200 and body.get("stream"):  # (a stream's body, whole)
                 assert r.content.rstrip().endswith((b"data: [DONE]", b"}")), r.content[-200:]
         found = sweep(g)
     assert found["unreachable"] == 0, json.dumps(found["types"])

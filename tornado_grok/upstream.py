@@ -244,6 +244,10 @@ class UpstreamCall:
         # freed by reference counting when it ends, not left as cycles for the garbage collector.
         self.request.gateway_call = None
         self.on_chunk = None
+        response = _future.result() if not _future.cancelled() and _future.exception() is None else None
+        error = getattr(response, "error", None)
+        if getattr(error, "response", None) is response:  # tornado's HTTPClientError of a 4xx/5xx, and back
+            error.response, error.args = None, error.args[:2]
 
     async def response(self) -> HTTPResponse:
         """The final response; a transport failure is a 599 response with its error, never raised."""

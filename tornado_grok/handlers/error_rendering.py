@@ -19,6 +19,12 @@ class ErrorRendering:
         if err.status != status_code:
             self.set_status(err.status)
         self.finish(self.render_error(err))
+        raised = kwargs.get("exc_info", (None, None))[1]
+        if raised is not None:
+            # Logged already if it had to be (log_exception). Kept, its traceback's frames hold this
+            # handler, which holds the exception: a cycle per refused request for the garbage
+            # collector (tornado_grok/gcpolicy.py), which a flood of bad keys would feed.
+            raised.__traceback__ = None
 
     def render_error(self, err: GatewayError) -> bytes:
         """Sets an error's headers and content type before anything was sent; returns its body.
