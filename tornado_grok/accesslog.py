@@ -104,9 +104,9 @@ class _Handler(logging.handlers.QueueHandler):
 
 class AccessLog:
     """The access log: one line per request, handed to the writer thread together every
-    HANDOVER_SECONDS. Waking that thread per line (or per IOLoop turn) made the event loop share
-    the interpreter with it thousands of times a second, a tenth of a busy gateway's CPU
-    (bench/suspects.py, docs/performance.md); lines reach stderr at most that much later.
+    HANDOVER_SECONDS, so that under load the thread wakes (and takes the interpreter's lock from
+    the event loop) twenty times a second rather than once per loop turn; lines reach stderr at
+    most that much later.
 
     Without a LogWriter (before setup(), or in a tool that never calls it) it writes to stderr.
     """

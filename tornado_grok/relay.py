@@ -132,7 +132,6 @@ class StreamRelay:
             if self.handler._finished:  # else the handler unlinks it when it finishes
                 unlink(self.handler)
 
-
     def _next_upstream(self, response):
         """After an attempt ended: the upstream of the next one, when it failed before the client got
         a byte in a way another upstream may answer differently (upstreams.py), else None."""

@@ -246,8 +246,8 @@ class UpstreamCall:
         self.on_chunk = None
         response = _future.result() if not _future.cancelled() and _future.exception() is None else None
         error = getattr(response, "error", None)
-        if getattr(error, "response", None) is response:  # tornado's HTTPClientError of a 4xx/5xx, and back
-            error.response, error.args = None, error.args[:2]
+        if error is not None and getattr(error, "response", None) is response:
+            error.response, error.args = None, error.args[:2]  # a 4xx/5xx's HTTPClientError points back
 
     async def response(self) -> HTTPResponse:
         """The final response; a transport failure is a 599 response with its error, never raised."""

@@ -19,7 +19,7 @@ class ErrorRendering:
         if err.status != status_code:
             self.set_status(err.status)
         self.finish(self.render_error(err))
-        raised = kwargs.get("exc_info", (None, None))[1]
+        raised = (kwargs.get("exc_info") or (None, None))[1]
         if raised is not None:
             # Logged already if it had to be (log_exception). Kept, its traceback's frames hold this
             # handler, which holds the exception: a cycle per refused request for the garbage
