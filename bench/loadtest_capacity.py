@@ -15,19 +15,16 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from bench.procstats import free_port  # noqa: E402
+
 NODE_MOCK = os.path.join(os.path.dirname(ROOT), "shared", "bench", "mock_sse.js")
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(kind):

@@ -19,7 +19,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.procstats import stop_all  # noqa: E402
+from bench.procstats import free_port, stop_all, wait_port  # noqa: E402
 
 SHARED_BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -52,16 +46,6 @@ def tree_rss_kib(pid: int) -> int:
                 changed = True
     return sum(rss for p, _, rss in rows if p in members)
 
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("nothing listens on port %d" % port)
 
 
 def main() -> int:

@@ -1,14 +1,17 @@
 """What the bench scripts share: a gateway's RSS and /debug/state, a pool of keep-alive clients that
-drives streams through it, and stopping the processes a script started."""
+drives streams through it, free loopback ports and waiting for a listener, and stopping the
+processes a script started."""
 
 import http.client
 import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -65,6 +68,28 @@ def drive(port: int, one, streams: int, concurrency: int) -> tuple:
     for t in threads:
         t.join()
     return totals["bytes"], totals["errors"]
+
+
+def free_port() -> int:
+    """A loopback port free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc=None, timeout: float = 30.0) -> None:
+    """Returns once something listens on 127.0.0.1:port; exits the script if `proc` (the process
+    meant to listen) ends first, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit("a server exited at start (code %s)" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("nothing listens on port %d after %ss" % (port, timeout))
 
 
 def stop_all(procs: list) -> None:

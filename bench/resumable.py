@@ -31,14 +31,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.procstats import bench_key, drive, start_redis, stop_all  # noqa: E402
+from bench.procstats import bench_key, drive, free_port, start_redis, stop_all  # noqa: E402
 from bench.responses_vs_chat import ROOT, cpu_seconds, start  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_round(port, key, streams, concurrency, prompt, resumable: bool) -> tuple:

@@ -20,14 +20,15 @@ Loopback only; every run is bounded.
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from bench.procstats import free_port, stop_all, wait_port  # noqa: E402
+
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench")
 
 # name: (suspect for suspect_gateway.py, TG_* settings); "relay" is the bare relay
@@ -63,39 +64,11 @@ FIGURES = (  # (label, scenario, how to read it from loadgen's result)
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("a server exited at start (code %s)" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("nothing listens on port %d after %ss" % (port, seconds))
-
-
-def stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def loadgen(url: str, headers: dict, pid: int, c: int, n: int, scenario: str, stream: bool, warmup: int = 0) -> dict:
+def loadgen(url: str, headers: dict, pid: int, c: int, n: int, scenario: str, stream: bool) -> dict:
     out = subprocess.run(
         ["node", os.path.join(SHARED, "loadgen.js"), "--url", url, "-c", str(c), "-n", str(n),
          "--scenario", scenario, "--stream", "true" if stream else "false", "--headers", json.dumps(headers),
-         "--timeout", "60", "--duration", "60", "--warmup", str(warmup), "--watch-pid", str(pid)],
+         "--timeout", "60", "--duration", "60", "--watch-pid", str(pid)],
         capture_output=True, text=True, timeout=180)
     result = json.loads(out.stdout)
     result["cpu_s"] = (result.get("watched_cpu_s") or {}).get(str(pid))
@@ -104,7 +77,7 @@ def loadgen(url: str, headers: dict, pid: int, c: int, n: int, scenario: str, st
     return result
 
 
-def start(variant: str, mock_base: str, keys: str, scratch: str):
+def start(variant: str, mock_base: str, keys: str, key: str, scratch: str):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TG_")}
     if VARIANTS[variant] is None:
@@ -116,17 +89,14 @@ def start(variant: str, mock_base: str, keys: str, scratch: str):
         env.update(settings, XAI_API_KEY="bench-upstream-key", TG_ID_SECRET_FILE=os.path.join(scratch, "id_secret"))
         cmd = [sys.executable, os.path.join(ROOT, "bench", "suspect_gateway.py"), suspect, "--port", str(port),
                "--grpc-port", "0", "--upstream-url", mock_base + "/v1", "--keys-file", keys]
-        url, headers = "http://127.0.0.1:%d/api/v1/chat/completions" % port, {"Authorization": "Bearer " + KEY[0]}
+        url, headers = "http://127.0.0.1:%d/api/v1/chat/completions" % port, {"Authorization": "Bearer " + key}
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, proc)
     return proc, url, headers
 
 
-KEY = [""]
-
-
-def measure(variant: str, mock_base: str, keys: str, scratch: str, scale: float, scenarios) -> dict:
-    proc, url, headers = start(variant, mock_base, keys, scratch)
+def measure(variant: str, mock_base: str, keys: str, key: str, scratch: str, scale: float, scenarios) -> dict:
+    proc, url, headers = start(variant, mock_base, keys, key, scratch)
     try:
         loadgen(url, headers, proc.pid, 64, int(600 * scale), "chunks=20 delay=0 size=8", True)  # warm-up
         results = {}
@@ -136,7 +106,7 @@ def measure(variant: str, mock_base: str, keys: str, scratch: str, scale: float,
             results[name] = loadgen(url, headers, proc.pid, c, n, scenario, stream)
         return {label: read(results[sc]) for label, sc, read in FIGURES if sc in results}
     finally:
-        stop(proc)
+        stop_all([proc])
 
 
 def main() -> int:
@@ -153,7 +123,7 @@ def main() -> int:
     figures = [f for f in FIGURES if f[1] in scenarios]
     scratch = tempfile.mkdtemp()
     keys = os.path.join(scratch, "keys.json")
-    KEY[0] = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys, "--rpm",
+    key = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys, "--rpm",
                              "100000000", "--concurrency", "1000000"], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout.strip()
     mock_port = free_port()
@@ -165,10 +135,10 @@ def main() -> int:
         for r in range(args.rounds):
             for v in variants:
                 print("round %d: %s" % (r + 1, v), file=sys.stderr)
-                table[v].append(measure(v, "http://127.0.0.1:%d" % mock_port, keys, scratch,
+                table[v].append(measure(v, "http://127.0.0.1:%d" % mock_port, keys, key, scratch,
                                         1 / 3 if args.quick else 1, scenarios))
     finally:
-        stop(mock)
+        stop_all([mock])
     medians = {v: {label: statistics.median(run[label] for run in runs) for label, _, _ in figures}
                for v, runs in table.items()}
     print("median of %d alternated rounds; in brackets: / the shipped gateway, / the bare relay" % args.rounds)

@@ -34,7 +34,8 @@ def settle() -> None:
 
 def sweep(top: int = 20) -> dict:
     """A full collection now, and what it found unreachable (for POST /debug/gc): the count, the most
-    common types, and the collector's counters. A stall as long as a full collection: a debug tool, off by default."""
+    common types, and the collector's counters. A stall as long as a full collection: a debug tool,
+    off by default."""
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         unreachable = gc.collect()

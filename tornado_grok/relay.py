@@ -75,7 +75,6 @@ class StreamRelay:
         self.last_out = None
         self.saw_done = False  # the dialect's end event ([DONE], a terminal Responses event) was seen
         self.closed = False  # nothing more goes to the client
-        self.running = False  # run() has begun and not yet returned
         self.status = 0
         self.error_body = bytearray()
         self.events = 0
@@ -97,8 +96,7 @@ class StreamRelay:
         """Sends the request upstream (to the dialect's path unless `path` says otherwise, with
         `query`) and relays its stream until it ends."""
         c = self.gateway.config
-        self.gateway.streams.add(self)
-        self.running = True
+        self.gateway.streams.add(self)  # while run() runs (unlink)
         attempts = None
         try:
             attempts = self.attempts = self.gateway.upstreams.attempts(
@@ -128,7 +126,6 @@ class StreamRelay:
             self.gateway.streams.discard(self)
             if self.grace is not None:
                 IOLoop.current().remove_timeout(self.grace)
-            self.running = False
             if self.handler._finished:  # else the handler unlinks it when it finishes
                 unlink(self.handler)
 
@@ -452,7 +449,7 @@ def unlink(handler) -> None:
     objects are freed by reference counting as it ends instead of waiting, as a cycle, for the
     garbage collector (docs/performance.md: a full collection is the stall of a tail)."""
     relay = handler.__dict__.get("relay")
-    if relay is not None and not relay.running:
+    if relay is not None and relay not in relay.gateway.streams:
         del handler.relay
 
 
