@@ -1,10 +1,11 @@
-"""Every streamed response is sent with TCP_NODELAY on, read from the gateway's own socket.
+"""TCP_NODELAY is on for a client connection's whole life, read from the gateway's own socket.
 
 Tornado leaves Nagle's algorithm on while a response is open and turns TCP_NODELAY off again after
-each response, so the relay turns it on when a stream's headers go out: an event must not wait for the
-ACK of the one before it. Timing cannot show this reliably on a shared machine; the socket option
-can. The test takes a copy of the gateway's end of the client's connection with pidfd_getfd(2)
-(Linux 5.6+, same user) and reads TCP_NODELAY from it.
+each response; the gateway keeps it on from accept to close (connections._Stream), as nginx's
+tcp_nodelay does: a stream's event must not wait for the ACK of the one before it. Timing cannot
+show this reliably on a shared machine; the socket option can. The test takes a copy of the
+gateway's end of the client's connection with pidfd_getfd(2) (Linux 5.6+, same user) and reads
+TCP_NODELAY from it.
 """
 
 import ctypes
@@ -17,7 +18,6 @@ import uuid
 import pytest
 
 from tests import hardening_helpers as hh
-from tests.servers import wait_until
 from tests.wire import chat_body
 
 SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
@@ -59,22 +59,24 @@ def _nodelay(gateway, client: socket.socket) -> int:
 
 
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs os.pidfd_open (Linux, Python 3.9+)")
-def test_each_stream_on_a_kept_alive_connection_is_sent_with_nodelay(gateway, key):
-    body = json.dumps(chat_body()).encode()
-
-    def request(scenario: str) -> bytes:
-        headers = hh.auth(key, **{"X-Mock-Scenario": scenario, "X-Mock-Test-Id": uuid.uuid4().hex})
-        return hh.raw_request("POST", "/api/v1/chat/completions", headers, body)
+def test_nodelay_stays_on_after_whole_answers_and_streams_on_a_kept_alive_connection(gateway, mock, key):
+    def request(body: dict, test_id: str) -> bytes:
+        headers = hh.auth(key, **{"X-Mock-Scenario": "story", "X-Mock-Test-Id": test_id})
+        return hh.raw_request("POST", "/api/v1/chat/completions", headers, json.dumps(body).encode())
 
     with hh.connect(gateway) as client:
-        # A whole first stream: after it tornado has turned TCP_NODELAY off on this connection.
-        client.sendall(request("story"))
-        first = hh.read_until(client, b"data: [DONE]\n\n\r\n0\r\n\r\n")
-        assert first.startswith(b"HTTP/1.1 200 OK")
-        # (Tornado does that once the response's last write has completed: wait for it.)
-        wait_until(lambda: _nodelay(gateway, client) == 0)
-        # The second stream on the same connection, open (the mock stalls after three events).
-        client.sendall(request("stall"))
-        second = hh.read_until(client, b'"content":" a time,"')
-        assert second.startswith(b"HTTP/1.1 200 OK")
-        assert _nodelay(gateway, client) == 1
+        # A whole answer, then a whole stream: after each, tornado would turn TCP_NODELAY off.
+        client.sendall(request(chat_body(stream=False), uuid.uuid4().hex))
+        assert hh.read_until(client, b'"finish_reason":"stop"').startswith(b"HTTP/1.1 200 OK")
+        client.sendall(request(chat_body(), uuid.uuid4().hex))
+        assert b"HTTP/1.1 200 OK" in hh.read_until(client, b"data: [DONE]\n\n\r\n0\r\n\r\n")
+        # A third request, read by the gateway only after the second had ended (and tornado's turn
+        # off had run): its upstream stays silent, so nothing of its own answer has been written.
+        test_id = uuid.uuid4().hex
+        mock.set_fault(test_id, {"stall_after": 0})
+        try:
+            client.sendall(request(chat_body(), test_id))
+            mock.wait_entry(test_id=test_id, timeout=10)
+            assert _nodelay(gateway, client) == 1
+        finally:
+            mock.clear_faults(test_id)

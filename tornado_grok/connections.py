@@ -16,6 +16,7 @@ import socket
 import time
 
 from tornado import gen
+from tornado.concurrent import Future
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.httputil import HTTPMessageDelegate
@@ -57,13 +58,17 @@ class ConnectionSlots:
 
 
 class _Stream(IOStream):
-    """The server's IOStream, with two changes: it frees its connection slot the moment it closes
-    (so a client that closed and reconnected is not refused by its own dead connection), and a request
-    head over max_header_size is handed to the parser marked as such instead of closing the socket."""
+    """The server's IOStream, with four changes: it frees its connection slot the moment it closes
+    (so a client that closed and reconnected is not refused by its own dead connection); a request
+    head over max_header_size is handed to the parser marked as such instead of closing the socket;
+    TCP_NODELAY is on for good; and hold()/release() make several writes one send (the end of a
+    stream: its last events, the terminating chunk, and the headers too if they had not gone yet)."""
 
     slots: ConnectionSlots | None = None
     has_slot = False
     head_overflow = False
+    holding = False  # between hold() and release()
+    _held = None
 
     def _find_read_pos(self):
         try:
@@ -73,6 +78,38 @@ class _Stream(IOStream):
                 raise
             self.head_overflow = True
             return self._read_buffer_size
+
+    def set_nodelay(self, value: bool) -> None:
+        """TCP_NODELAY stays on for the connection's whole life (handle_stream sets it; nginx's
+        tcp_nodelay does the same): each write of the gateway is a whole answer, the end of one or a
+        stream's events, none of which may wait for the ACK of the one before. Tornado's own calls
+        (on as a response ends, off again after it) would each be a syscall for nothing."""
+
+    def hold(self) -> None:
+        """Until release(): what is written waits here, and goes out with the rest in one send."""
+        self.holding = True
+        self._held = []
+        self._held_size = 0
+
+    def write(self, data):
+        if not self.holding:
+            return super().write(data)
+        self._check_closed()
+        if data:
+            self._held.append(data)
+            self._held_size += len(data)
+        # Resolved by tornado, as its own are, once the stream has written this far (or failed).
+        future = Future()
+        future.add_done_callback(lambda f: f.exception())
+        self._write_futures.append((self._total_write_index + self._held_size, future))
+        return future
+
+    def release(self) -> None:
+        """Writes what was written since hold(), as one write (one send when the socket takes it)."""
+        self.holding = False
+        held, self._held = self._held, None
+        if held is not None and not self.closed():
+            super().write(b"".join(held))  # (empty, it still resolves the futures of empty writes)
 
     def close(self, exc_info=False) -> None:
         if self.has_slot:
@@ -268,6 +305,7 @@ class GatewayHTTPServer(HTTPServer):
         # TCPServer builds a plain IOStream; _Stream adds no state of its own beyond class defaults,
         # so the instance can take the subclass as it is.
         stream.__class__ = _Stream
+        IOStream.set_nodelay(stream, True)  # for the connection's life (_Stream.set_nodelay)
         stream.slots = self.slots
         stream.has_slot = self.slots.take()
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)

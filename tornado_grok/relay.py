@@ -260,10 +260,12 @@ class StreamRelay:
             return
         data = b"".join(out)  # the events of one read, or a keep-alive: a lone bytes object is returned as is
         self.bytes_out += len(data)
-        if self.stream is not None and self.call.in_callback:  # (the call exists before any write)
+        call = self.call
+        if call is not None and call.in_callback:
             # Inside libcurl, which may hand over several reads in one socket_action: gather them,
             # and UpstreamClient sends them as one chunk when that socket_action returns (still in
-            # this IOLoop turn). One send per turn instead of one per read.
+            # this IOLoop turn). One send per turn instead of one per read; and a stream that ends
+            # in that socket_action sends them with its end (_end).
             if not self.pending:
                 self.gateway.upstream.defer(self)
             self.pending.append(data)
@@ -318,12 +320,9 @@ class StreamRelay:
         self.call.resume()
 
     def _send_headers(self) -> None:
+        # (TCP_NODELAY is on: connections._Stream keeps it on for the connection's life.)
         self.headers_sent = True
         self.handler.set_sse_headers()
-        # Tornado leaves Nagle on while a response is open; an event must not wait for an ACK.
-        stream = getattr(self.handler.request.connection, "stream", None)
-        if stream is not None:
-            stream.set_nodelay(True)
 
     def _upstream_finished(self, response) -> None:
         if not self.status and response.code != 599:
@@ -349,9 +348,7 @@ class StreamRelay:
         self.outcome = outcome
         if self.call is not None:
             self.call.cancel()
-        self.send_pending()
-        self._deliver_error(err)
-        self._end()
+        self._end(err)
 
     def _deliver_error(self, err: GatewayError) -> None:
         """Where abort's error goes: this client (ResumableRelay: the stored stream its readers follow)."""
@@ -363,15 +360,28 @@ class StreamRelay:
         else:
             self.handler.write(self.dialect.error_event(err, self))
 
-    def _end(self) -> None:
-        self.send_pending()
-        self.closed = True
-        self._release_upstream()
-        self.handler.account(self.usage(), self.outcome)
+    def _end(self, err: GatewayError | None = None) -> None:
+        """Ends the response: the events still pending, `err`'s error event (or status and body,
+        before anything was sent) when it ended with one, and the end of the response, in one send
+        to the client's socket (connections._Stream.hold) rather than one for each."""
+        stream = getattr(self.handler.request.connection, "stream", None)
+        hold = getattr(stream, "hold", None)
+        if hold is not None:
+            hold()
         try:
-            self.handler.finish()
-        except StreamClosedError:
-            pass
+            self.send_pending()
+            if err is not None:
+                self._deliver_error(err)
+            self.closed = True
+            self._release_upstream()
+            self.handler.account(self.usage(), self.outcome)
+            try:
+                self.handler.finish()
+            except StreamClosedError:
+                pass
+        finally:
+            if hold is not None:
+                stream.release()
 
     def _release_upstream(self) -> None:
         """The stream has ended: a paused transfer resumes (to finish or fail), and one that is still

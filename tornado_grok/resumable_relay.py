@@ -59,8 +59,11 @@ class ResumableRelay(StreamRelay):
         # Kept as an event too: a reader that was already answered 200 (a resume, a keep-alive) gets it.
         self.entry.append(self.dialect.error_event(err, self))
 
-    def _end(self) -> None:
-        self.pending = []
+    def _end(self, err: GatewayError | None = None) -> None:
+        if err is not None:
+            self.send_pending()
+            self._deliver_error(err)
+        self.pending = []  # entry.finish() publishes the rest
         self.closed = True
         self._release_upstream()
         self.handler.account(self.usage(), self.outcome)

@@ -18,7 +18,7 @@ Three departures from the stock client, each for a measured reason (bench/README
   lines built once per client.
 
 Tornado 6.6's private `_finish`, `_requests`, `_process_queue`, `_handle_timeout`,
-and `_curl_setup_request` are used on purpose; requirements.txt pins tornado.
+`_handle_force_timeout` and `_curl_setup_request` are used on purpose; requirements.txt pins tornado.
 """
 
 import functools
@@ -88,6 +88,10 @@ class _Client(CurlAsyncHTTPClient):
 
     def _handle_timeout(self) -> None:
         super()._handle_timeout()
+        self.after_action()
+
+    def _handle_force_timeout(self) -> None:  # tornado's once-a-second socket_all
+        super()._handle_force_timeout()
         self.after_action()
 
     def fetch_impl(self, request, callback) -> None:
