@@ -7,8 +7,9 @@ import os
 import re
 import time
 
+import tornado
 import ujson
-from tornado import web
+from tornado import httputil, web
 
 from .. import errors
 from ..errors import GatewayError
@@ -21,6 +22,15 @@ from .json_body import _too_large, json_object
 from .whole_fetch import fetch_whole
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SERVER = "TornadoServer/%s" % tornado.version
+_date = [0, ""]  # (second, its HTTP date): the Date header is made once a second, not per response
+
+
+def http_date() -> str:
+    now = int(time.time())
+    if now != _date[0]:
+        _date[:] = now, httputil.format_timestamp(now)
+    return _date[1]
 
 
 def dumps(obj) -> bytes:
@@ -37,6 +47,17 @@ class BaseHandler(ErrorRendering, web.RequestHandler):
     def config(self):
         return self.gateway.config
 
+    def clear(self) -> None:
+        """tornado's (the headers every response starts with), with the Date made once a second."""
+        headers = self._headers = httputil.HTTPHeaders()
+        headers["Server"] = _SERVER
+        headers["Content-Type"] = "text/html; charset=UTF-8"
+        headers["Date"] = http_date()
+        self.set_default_headers()
+        self._write_buffer = []
+        self._status_code = 200
+        self._reason = "OK"
+
     def set_default_headers(self) -> None:
         # clear() (and so send_error) calls this again: headers that must survive errors live here.
         if not hasattr(self, "request_id"):
@@ -44,9 +65,12 @@ class BaseHandler(ErrorRendering, web.RequestHandler):
             self.request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
             self.sticky_headers = {}
             self.wants_sse = False
-        self.set_header("X-Request-Id", self.request_id)
+        # Values of the gateway's own making (or checked above) go in as they are, without the
+        # check set_header makes of any value for line breaks.
+        headers = self._headers
+        headers["X-Request-Id"] = self.request_id
         for name, value in self.sticky_headers.items():
-            self.set_header(name, value)
+            headers[name] = value
         # settings, not self.gateway: the first call comes from tornado before initialize().
         cors = self.settings["gateway"].cors
         if cors is not None:
@@ -67,14 +91,15 @@ class BaseHandler(ErrorRendering, web.RequestHandler):
         self.finish()
 
     def set_sticky_header(self, name: str, value: str) -> None:
-        """A header that stays on the response even when it turns into an error."""
-        self.sticky_headers[name] = value
-        self.set_header(name, value)
+        """A header of the gateway's own making (a str) that stays on the response even when it
+        turns into an error."""
+        self.sticky_headers[name] = self._headers[name] = value
 
     def set_sse_headers(self) -> None:
-        self.set_header("Content-Type", SSE_CONTENT_TYPE)
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
+        headers = self._headers
+        headers["Content-Type"] = SSE_CONTENT_TYPE
+        headers["Cache-Control"] = "no-cache"
+        headers["X-Accel-Buffering"] = "no"
 
     def compute_etag(self):
         return None
