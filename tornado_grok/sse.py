@@ -48,7 +48,8 @@ def plain_events(chunk: bytes):
         block = block[:-len(DONE)]
         if not block:
             return block, 0, True, chunk[end + 2:]
-    if block[:7] != _PLAIN_START or block[-3:] != b"}\n\n" or b'"error"' in block or b'"usage"' in block:
+    # "usage" first: a stream's last read holds it, and is then refused after one scan, not two.
+    if block[:7] != _PLAIN_START or block[-3:] != b"}\n\n" or b'"usage"' in block or b'"error"' in block:
         return None
     # Every event one `data: {...}` line: with the joins between events taken out, no line end is
     # left but the last event's (two C passes, memchr for the second).
