@@ -28,14 +28,24 @@ class TooLargeHandler(BaseHandler):
 
 @web.stream_request_body
 class NotFoundHandler(BaseHandler):
-    """Unknown paths: a JSON 404, whatever the method, without reading a body."""
+    """Unknown paths: a JSON 404, whatever the method. No body, or one of up to PEEK_BYTES sent
+    without `Expect: 100-continue`, is read (and dropped) before the answer, so the connection stays
+    open for the client's next request; any other is refused unread, and the connection closed."""
 
     def prepare(self) -> None:
-        raise GatewayError(404, "no such endpoint: %s %s" % (self.request.method, self.request.path),
-                           code="not_found")
+        headers = self.request.headers
+        if "Transfer-Encoding" in headers or "Expect" in headers or (validate.ascii_digits(
+                headers.get("Content-Length", ""), validate.CONTENT_LENGTH_DIGITS) or 0) > PEEK_BYTES:
+            self.not_found()
 
     def data_received(self, chunk: bytes) -> None:
         pass
+
+    def not_found(self, *args) -> None:
+        raise GatewayError(404, "no such endpoint: %s %s" % (self.request.method, self.request.path),
+                           code="not_found")
+
+    get = head = post = put = patch = delete = options = not_found
 
 
 # A 401 whose body is this small and already on its way is read, so that the error takes the form
