@@ -68,7 +68,8 @@ class _Stream(IOStream):
     has_slot = False
     head_overflow = False
     holding = False  # between hold() and release()
-    _held = None
+    _held = None  # what was written since hold(), and its size
+    _held_size = 0
 
     def _find_read_pos(self):
         try:
