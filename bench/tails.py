@@ -6,11 +6,14 @@ within 1.2x; CPU per stream (S2) and per chunk (S3) within 1.1x).
     PEERS="direct gut tornado" bench/harness.sh      # or the full peers run
     python3 bench/tails.py bench/results/<date>-peers.json
 
-Both peers come from the same run, so the machine's drift between runs falls on both alike.
+Both peers come from the same run, so the machine's drift between runs falls on both alike. Given
+several runs (`bench/tails.sh --runs N`), it prints each run's ratio, their median and how many runs
+met the target: on a shared machine one run's ratio can swing by ±0.2 or more.
 """
 
 import argparse
 import json
+import statistics
 import sys
 
 # (label, scenario, statistic, target ratio gateway / relay)
@@ -42,18 +45,35 @@ def rows(run: dict, gateway: str = "gut", relay: str = "tornado") -> list:
     return out
 
 
+def _fmt(v) -> str:
+    return "–" if v is None else ("%.0f" % v if v >= 100 else "%.3g" % v)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("results", help="a <date>-peers.json of the shared harness with the gut and tornado peers")
+    p.add_argument("results", nargs="+", help="<date>-peers.json files of the shared harness with the gut and "
+                                              "tornado peers (one run, or several for medians)")
     args = p.parse_args(argv)
-    with open(args.results) as f:
-        run = json.load(f)
-    print("| measure (one run) | bare relay | gateway | gateway / relay | target |")
+    runs = []
+    for path in args.results:
+        with open(path) as f:
+            runs.append(rows(json.load(f)))
+    if len(runs) == 1:
+        print("| measure (one run) | bare relay | gateway | gateway / relay | target |")
+        print("|---|---|---|---|---|")
+        for label, relay, gateway, ratio, target in runs[0]:
+            print("| %s | %s | %s | %s | at most %.1f× |" % (label, _fmt(relay), _fmt(gateway),
+                                                              "–" if ratio is None else "%.2f×" % ratio, target))
+        return 0
+    print("| measure (%d runs) | gateway / relay, each run | median | runs within target | target |" % len(runs))
     print("|---|---|---|---|---|")
-    for label, relay, gateway, ratio, target in rows(run):
-        fmt = lambda v: "–" if v is None else ("%.0f" % v if v >= 100 else "%.3g" % v)
-        print("| %s | %s | %s | %s | at most %.1f× |" % (label, fmt(relay), fmt(gateway),
-                                                          "–" if ratio is None else "%.2f×" % ratio, target))
+    for i, (label, _, _, _, target) in enumerate(runs[0]):
+        ratios = [run[i][3] for run in runs]
+        measured = [r for r in ratios if r is not None]  # a run of some scenarios lacks the others
+        print("| %s | %s | %s | %s | at most %.1f× |" % (
+            label, ", ".join("–" if r is None else "%.2f×" % r for r in ratios),
+            "%.2f×" % statistics.median(measured) if measured else "–",
+            "%d of %d" % (sum(r <= target for r in measured), len(measured)), target))
     return 0
 
 

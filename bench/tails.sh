@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
-# The tails figures in one command: one run of the shared harness with the mock direct, this gateway
-# (every feature on, bench/harness.sh) and the bare Tornado+pycurl relay, then bench/tails.py on it:
-# the gateway's p99s and CPU as ratios to the relay's, beside their targets.
+# The tails figures in one command: runs of the shared harness with the mock direct, this gateway
+# (every feature on, bench/harness.sh) and the bare Tornado+pycurl relay, then bench/tails.py on them:
+# the gateway's p99s and CPU as ratios to the relay's, beside their targets; with --runs N, each
+# run's ratio, the median and how many runs met the target (one run's ratio swings on a shared
+# machine).
 #
 #   ../shared/bench/setup_peers.sh         # once: installs the bare relay (and the other peers)
-#   bench/tails.sh                         # S1..S5, about 4 minutes; results in bench/results/
+#   bench/tails.sh                         # S1..S5, about 2 minutes; results in bench/results/
 #   bench/tails.sh --scenarios "S2 S4"     # some scenarios
+#   bench/tails.sh --runs 3                # three runs, then the medians
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RESULTS_TAG=${RESULTS_TAG:-$(date +%Y-%m-%d)-tails-$(git rev-parse --short HEAD)}
-PEERS="direct gut tornado" bench/harness.sh "$@"
-python3 bench/tails.py "${RESULTS_DIR:-bench/results}/$RESULTS_TAG-peers.json"
+RUNS=1
+ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+TAG=${RESULTS_TAG:-$(date +%Y-%m-%d)-tails-$(git rev-parse --short HEAD)}
+FILES=()
+for i in $(seq 1 "$RUNS"); do
+  RUN_TAG=$TAG
+  if [ "$RUNS" -gt 1 ]; then RUN_TAG=$TAG-r$i; fi
+  RESULTS_TAG=$RUN_TAG PEERS="direct gut tornado" bench/harness.sh ${ARGS[@]+"${ARGS[@]}"}
+  FILES+=("${RESULTS_DIR:-bench/results}/$RUN_TAG-peers.json")
+done
+python3 bench/tails.py "${FILES[@]}"
