@@ -77,6 +77,24 @@ def loadgen(url: str, headers: dict, pid: int, c: int, n: int, scenario: str, st
     return result
 
 
+def key_and_mock(scratch: str) -> tuple:
+    """A client key with limits no bench reaches (in scratch/keys.json) and the shared harness's mock
+    on a free port, listening: (keys file, key, the mock's process, its base URL)."""
+    keys = os.path.join(scratch, "keys.json")
+    key = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys, "--rpm",
+                          "100000000", "--concurrency", "1000000"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    port = free_port()
+    mock = subprocess.Popen(["node", os.path.join(SHARED, "mock_sse.js"), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, mock)
+    except BaseException:
+        stop_all([mock])
+        raise
+    return keys, key, mock, "http://127.0.0.1:%d" % port
+
+
 def start(variant: str, mock_base: str, keys: str, key: str, scratch: str):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TG_")}
@@ -122,21 +140,13 @@ def main() -> int:
     scenarios = args.scenarios.split() if args.scenarios else list(SCENARIOS)
     figures = [f for f in FIGURES if f[1] in scenarios]
     scratch = tempfile.mkdtemp()
-    keys = os.path.join(scratch, "keys.json")
-    key = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys, "--rpm",
-                             "100000000", "--concurrency", "1000000"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.strip()
-    mock_port = free_port()
-    mock = subprocess.Popen(["node", os.path.join(SHARED, "mock_sse.js"), str(mock_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    keys, key, mock, mock_base = key_and_mock(scratch)
     table: dict = {v: [] for v in variants}
     try:
-        wait_port(mock_port, mock)
         for r in range(args.rounds):
             for v in variants:
                 print("round %d: %s" % (r + 1, v), file=sys.stderr)
-                table[v].append(measure(v, "http://127.0.0.1:%d" % mock_port, keys, key, scratch,
-                                        1 / 3 if args.quick else 1, scenarios))
+                table[v].append(measure(v, mock_base, keys, key, scratch, 1 / 3 if args.quick else 1, scenarios))
     finally:
         stop_all([mock])
     medians = {v: {label: statistics.median(run[label] for run in runs) for label, _, _ in figures}

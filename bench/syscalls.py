@@ -18,8 +18,8 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.procstats import free_port, stop_all, wait_port  # noqa: E402
-from bench.suspects import SHARED, loadgen, start  # noqa: E402
+from bench.procstats import stop_all  # noqa: E402
+from bench.suspects import SHARED, key_and_mock, loadgen, start  # noqa: E402
 
 SCENARIO = "chunks=20 delay=0 size=8"
 SHOWN = ("sendto", "recvfrom", "setsockopt", "epoll_ctl", "ioctl", "getpid")
@@ -60,18 +60,11 @@ def main() -> int:
     if not os.path.exists(os.path.join(SHARED, "loadgen.js")):
         raise SystemExit("needs ../shared/bench (mock_sse.js, loadgen.js) beside the checkout")
     scratch = tempfile.mkdtemp()
-    keys = os.path.join(scratch, "keys.json")
-    key = subprocess.run([sys.executable, "run.py", "keys", "add", "bench", "--keys-file", keys, "--rpm",
-                          "100000000", "--concurrency", "1000000"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    mock_port = free_port()
-    mock = subprocess.Popen(["node", os.path.join(SHARED, "mock_sse.js"), str(mock_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    keys, key, mock, mock_base = key_and_mock(scratch)
     per_stream = {}
     try:
-        wait_port(mock_port, mock)
         for variant in ("gateway", "relay"):
-            proc, url, headers = start(variant, "http://127.0.0.1:%d" % mock_port, keys, key, scratch)
+            proc, url, headers = start(variant, mock_base, keys, key, scratch)
             try:
                 calls = counted(proc.pid, url, headers, args.streams, scratch)
             finally:
