@@ -67,8 +67,7 @@ class _Stream(IOStream):
     slots: ConnectionSlots | None = None
     has_slot = False
     head_overflow = False
-    holding = False  # between hold() and release()
-    _held = None  # what was written since hold(), and its size
+    _held = None  # between hold() and release(): what was written since hold(), and its size
     _held_size = 0
 
     def _find_read_pos(self):
@@ -88,16 +87,16 @@ class _Stream(IOStream):
 
     def hold(self) -> None:
         """Until release(): what is written waits here, and goes out with the rest in one send."""
-        self.holding = True
         self._held = []
         self._held_size = 0
 
     def write(self, data):
-        if not self.holding:
+        held = self._held
+        if held is None:
             return super().write(data)
         self._check_closed()
         if data:
-            self._held.append(data)
+            held.append(data)
             self._held_size += len(data)
         # Resolved by tornado, as its own are, once the stream has written this far (or failed).
         future = Future()
@@ -107,7 +106,6 @@ class _Stream(IOStream):
 
     def release(self) -> None:
         """Writes what was written since hold(), as one write (one send when the socket takes it)."""
-        self.holding = False
         held, self._held = self._held, None
         if held is not None and not self.closed():
             super().write(b"".join(held))  # (empty, it still resolves the futures of empty writes)

@@ -33,9 +33,7 @@ class NotFoundHandler(BaseHandler):
     open for the client's next request; any other is refused unread, and the connection closed."""
 
     def prepare(self) -> None:
-        headers = self.request.headers
-        if "Transfer-Encoding" in headers or "Expect" in headers or (validate.ascii_digits(
-                headers.get("Content-Length", ""), validate.CONTENT_LENGTH_DIGITS) or 0) > PEEK_BYTES:
+        if not small_body(self.request.headers):
             self.not_found()
 
     def data_received(self, chunk: bytes) -> None:
@@ -51,6 +49,16 @@ class NotFoundHandler(BaseHandler):
 # A 401 whose body is this small and already on its way is read, so that the error takes the form
 # the body asks for (a `"stream": true` request gets the seed's SSE event for a bad key).
 PEEK_BYTES = 64 * 1024
+
+
+def small_body(headers) -> bool:
+    """Whether a request's body (or its lack of one) may be read before it is answered with an
+    error: none, or one of up to PEEK_BYTES declared by its Content-Length and sent without
+    `Expect: 100-continue` (which would invite the body the answer refuses)."""
+    length = headers.get("Content-Length")
+    size = 0 if length is None else validate.ascii_digits(length, validate.CONTENT_LENGTH_DIGITS)
+    return "Transfer-Encoding" not in headers and "Expect" not in headers and size is not None \
+        and size <= PEEK_BYTES
 
 
 def screen(gateway, request) -> GatewayError | None:
@@ -107,9 +115,7 @@ class RefusedHandler(BaseHandler):
         length = headers.get("Content-Length", "")
         if "Transfer-Encoding" not in headers and length in ("", "0"):
             return  # no body to avoid reading: answer in the method, and keep the connection open
-        if (self.error.status != 401 or self.request.method != "POST" or "Expect" in headers
-                or "Transfer-Encoding" in headers
-                or (validate.ascii_digits(length, validate.CONTENT_LENGTH_DIGITS) or PEEK_BYTES + 1) > PEEK_BYTES
+        if (self.error.status != 401 or self.request.method != "POST" or not small_body(headers)
                 or self.answers_sse is APIHandler.answers_sse):
             raise self.error
 
