@@ -57,6 +57,7 @@ SCENARIOS = {
 }
 FIGURES = (  # (label, scenario, how to read it from loadgen's result)
     ("burst TTFT p99 ms", "burst", lambda r: r["ttft_ms"]["p99"]),
+    ("whole p50 ms", "whole", lambda r: r["total_ms"]["p50"]),
     ("whole p99 ms", "whole", lambda r: r["total_ms"]["p99"]),
     ("streams TTFT p99 ms", "streams", lambda r: r["ttft_ms"]["p99"]),
     ("CPU ms/stream", "streams", lambda r: 1e3 * r["cpu_s"] / r["ok"]),

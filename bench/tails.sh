@@ -3,7 +3,7 @@
 # (every feature on, bench/harness.sh) and the bare Tornado+pycurl relay, then bench/tails.py on them:
 # the gateway's p99s and CPU as ratios to the relay's, beside their targets; with --runs N, each
 # run's ratio, the median and how many runs met the target (one run's ratio swings on a shared
-# machine).
+# machine). The gateway runs before the relay in odd runs, after it in even ones.
 #
 #   ../shared/bench/setup_peers.sh         # once: installs the bare relay (and the other peers)
 #   bench/tails.sh                         # S1..S5, about 2 minutes; results in bench/results/
@@ -24,7 +24,11 @@ FILES=()
 for i in $(seq 1 "$RUNS"); do
   RUN_TAG=$TAG
   if [ "$RUNS" -gt 1 ]; then RUN_TAG=$TAG-r$i; fi
-  RESULTS_TAG=$RUN_TAG PEERS="direct gut tornado" bench/harness.sh ${ARGS[@]+"${ARGS[@]}"}
+  # The order is a variable of its own (over six S4+S5 runs, each peer's S5 p99/p50 was higher
+  # when it ran first, right after the mock measured directly): the two peers take turns.
+  ORDER="gut tornado"
+  if [ $((i % 2)) = 0 ]; then ORDER="tornado gut"; fi
+  RESULTS_TAG=$RUN_TAG PEERS="direct $ORDER" bench/harness.sh ${ARGS[@]+"${ARGS[@]}"}
   FILES+=("${RESULTS_DIR:-bench/results}/$RUN_TAG-peers.json")
 done
 python3 bench/tails.py "${FILES[@]}"
