@@ -37,9 +37,10 @@ def test_the_default_prompt_on_the_bundled_mock(capsys):
     with start_mock() as mock:
         doc = run(capsys, "--url", mock.base, "--key", "k", "-c", "2", "-n", "2")
     s = doc["runs"][0]["summary"]
-    # The mock keeps a schedule (chunk k at k * 10 ms), so one gap may be short after a late one:
-    # real gaps (not the 0 of delay=0), and the whole answer at least 19 gaps long.
-    assert s["ends"] == {"done": 2} and s["chunks"] == 40 and s["gap_ms"]["p50"] >= 5.0
+    # The mock keeps a schedule (chunk k at k * 10 ms), so the chunks after a late one come close
+    # together (on a busy machine, half of them may): real gaps (not the 0 of delay=0), and the
+    # whole answer at least 19 gaps long.
+    assert s["ends"] == {"done": 2} and s["chunks"] == 40 and s["gap_ms"]["max"] >= 5.0
     assert s["total_ms"]["min"] >= 190.0
 
 
