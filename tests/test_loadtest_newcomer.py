@@ -61,7 +61,8 @@ def test_the_default_prompt_on_the_shared_harness_mock(capsys):
         proc.terminate()
         proc.wait()
     s = doc["runs"][0]["summary"]
-    assert s["ends"] == {"done": 2} and s["chunks"] == 40 and s["gap_ms"]["p50"] >= 5.0
+    # Chunks a stalled client reads together have gaps of 0 between them: as above.
+    assert s["ends"] == {"done": 2} and s["chunks"] == 40 and s["gap_ms"]["max"] >= 5.0
     assert s["total_ms"]["min"] >= 190.0
 
 
