@@ -24,7 +24,7 @@ MEASURES = (
     ("S2: CPU per stream (ms)", "S2", ("derived", "proxy_cpu_ms_per_req"), 1.1),
     ("S3: CPU per relayed chunk (µs)", "S3", ("derived", "proxy_cpu_us_per_chunk"), 1.1),
     # S5 lasts about two seconds: a slow phase of the machine under one peer moves its p99 and its
-    # CPU per answer alike, while the tail's shape (p99 / p50) stays put.
+    # CPU per answer alike; the tail's shape (p99 / p50) moves much less.
     ("S5: CPU per whole answer (ms)", "S5", ("derived", "proxy_cpu_ms_per_req"), None),
     ("S5: latency p99 / p50", "S5", "p99/p50", None),
 )
