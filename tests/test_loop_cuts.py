@@ -101,7 +101,9 @@ def test_random_cuts_leave_no_traceback_and_nothing_held(gateway):
     assert r.status_code == 401
     hh.access_line(g, marker)
     ended = [line.get("ended") for line in hh.access_lines(g)]
-    assert ended.count("client_gone") > CUTS // 4
+    # Cuts the gateway saw mid-answer: about 1,400 run alone, under 600 beside the rest of the suite
+    # on two cores (the clients are slower to cut, and more answers end first), never a few.
+    assert ended.count("client_gone") > CUTS // 8
     log = g.stderr
     assert "Traceback" not in log, log[log.index("Traceback") - 200:][:3000]
     assert "Exception" not in log, log[log.index("Exception") - 200:][:3000]
