@@ -24,7 +24,7 @@ FILES=()
 for i in $(seq 1 "$RUNS"); do
   RUN_TAG=$TAG
   if [ "$RUNS" -gt 1 ]; then RUN_TAG=$TAG-r$i; fi
-  # The order is a variable of its own: each peer's S5 p99/p50 is higher when it runs first, right
+  # The order is a variable of its own: the gateway's S5 p99/p50 is higher when it runs first, right
   # after the mock measured directly (docs/performance.md). The two peers take turns.
   ORDER="gut tornado"
   if [ $((i % 2)) = 0 ]; then ORDER="tornado gut"; fi
