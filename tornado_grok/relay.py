@@ -372,9 +372,7 @@ class StreamRelay:
             self.send_pending()
             if err is not None:
                 self._deliver_error(err)
-            self.closed = True
-            self._release_upstream()
-            self.handler.account(self.usage(), self.outcome)
+            self._settle()
             try:
                 self.handler.finish()
             except StreamClosedError:
@@ -382,6 +380,13 @@ class StreamRelay:
         finally:
             if hold is not None:
                 stream.release()
+
+    def _settle(self) -> None:
+        """What every end does before the response's own end: closed, the upstream let go, the
+        usage accounted."""
+        self.closed = True
+        self._release_upstream()
+        self.handler.account(self.usage(), self.outcome)
 
     def _release_upstream(self) -> None:
         """The stream has ended: a paused transfer resumes (to finish or fail), and one that is still

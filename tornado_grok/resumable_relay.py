@@ -64,9 +64,7 @@ class ResumableRelay(StreamRelay):
             self.send_pending()
             self._deliver_error(err)
         self.pending = []  # entry.finish() publishes the rest
-        self.closed = True
-        self._release_upstream()
-        self.handler.account(self.usage(), self.outcome)
+        self._settle()
         self.entry.finish()
         release, self.release = self.release, None
         if release is not None:
